@@ -1,0 +1,341 @@
+/*
+ * hope_attn.h — the whole public ABI of hope_attn.
+ *
+ * hope_attn applies multimodal 3-D rotary position embeddings (HoPE, VideoRoPE, M-RoPE, plain RoPE) inside
+ * attention. This header is plain C99, needs no CUDA header, and compiles as C++.
+ *
+ * Conventions for every function below:
+ *  - Every function returns hope_status_t. None aborts, prints or exits; on failure it leaves a message that
+ *    hope_last_error() returns on the same thread until that thread's next failing call.
+ *  - Sizes are in elements unless a name ends in _bytes. Strides are in elements.
+ *  - Streams come last as `void *` (a cudaStream_t; NULL is the legacy default stream). CUDA-backend work is
+ *    asynchronous: no function on the hot path (rope_apply, attention, kv_append, decode, merge) allocates,
+ *    synchronises or reads device memory back, so all of them can be captured in a CUDA graph.
+ *  - "host" memory is ordinary CPU memory; "device" memory is CUDA global memory (cudaMalloc or managed).
+ *  - Thread safety: every function is safe to call from several threads at once, except that one object
+ *    (a cache, an output buffer) must not be written by two calls at the same time.
+ *  - Structs passed as a single object (the *_params_t and *_config_t structs) only ever grow at their end,
+ *    and a zero in a new field means today's behaviour: zero-fill what you do not set.
+ */
+#ifndef HOPE_ATTN_H_
+#define HOPE_ATTN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HOPE_VERSION_MAJOR 0
+#define HOPE_VERSION_MINOR 1
+#define HOPE_VERSION_PATCH 0
+/* major*10000 + minor*100 + patch, as hope_version() returns it. */
+#define HOPE_VERSION (HOPE_VERSION_MAJOR * 10000 + HOPE_VERSION_MINOR * 100 + HOPE_VERSION_PATCH)
+
+#if defined(_WIN32)
+#define HOPE_API
+#elif defined(__GNUC__)
+#define HOPE_API __attribute__((visibility("default")))
+#else
+#define HOPE_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Status, errors, version                                                                                */
+/* ------------------------------------------------------------------------------------------------------ */
+
+typedef enum {
+  HOPE_SUCCESS = 0,
+  HOPE_ERROR_INVALID_VALUE = 1, /* an argument breaks the contract; the message names it */
+  HOPE_ERROR_NOT_SUPPORTED = 2, /* valid, but this build or backend does not do it (e.g. head_dim 96 fused) */
+  HOPE_ERROR_OUT_OF_MEMORY = 3, /* an allocation failed, or a caller's workspace is too small */
+  HOPE_ERROR_CUDA = 4,          /* the CUDA runtime or cuBLAS reported an error; the message has its text */
+  HOPE_ERROR_NO_DEVICE = 5,     /* a CUDA-backend call on a machine with no usable GPU */
+  HOPE_ERROR_INTERNAL = 6       /* a bug in hope_attn: please report it with the message */
+} hope_status_t;
+
+/* A static English name for a status ("HOPE_ERROR_INVALID_VALUE"); never NULL, also for unknown values. */
+HOPE_API const char *hope_status_string(hope_status_t status);
+
+/* The calling thread's message from its last failing call ("" if none). The pointer stays valid until the
+ * thread's next hope_* call. Thread-safe: each thread has its own message. */
+HOPE_API const char *hope_last_error(void);
+
+/* The library's run-time version, major*10000 + minor*100 + patch (compare with HOPE_VERSION). */
+HOPE_API int hope_version(void);
+
+/* The number of usable CUDA devices, 0 on a machine with no GPU or no driver (that is not an error).
+ * Never fails except for a NULL argument. */
+HOPE_API hope_status_t hope_cuda_device_count(int32_t *count);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Positions (SPEC §1)                                                                                    */
+/* ------------------------------------------------------------------------------------------------------ */
+
+typedef enum { HOPE_LAYOUT_SEQUENTIAL = 0, HOPE_LAYOUT_MROPE = 1, HOPE_LAYOUT_DIAGONAL = 2 } hope_layout_t;
+typedef enum { HOPE_SEGMENT_TEXT = 0, HOPE_SEGMENT_IMAGE = 1, HOPE_SEGMENT_VIDEO = 2 } hope_segment_kind_t;
+
+/* One piece of a multimodal sequence. Travels in arrays, so this struct never changes. */
+typedef struct {
+  int32_t kind;                   /* hope_segment_kind_t */
+  int32_t length;                 /* text: token count (>= 0); vision: ignored */
+  int32_t grid_t, grid_h, grid_w; /* vision: grid in LLM tokens (after spatial merge); image: grid_t == 1 */
+  float temporal_scale;           /* vision: this item's scale; <= 0: the call's default */
+} hope_segment_t;
+
+/* Total token count of a segment list. Errors: NULL pointers (segments may be NULL when num_segments is 0),
+ * num_segments < 0, a malformed segment (the message names its index), more than 2^31 - 1 tokens. */
+HOPE_API hope_status_t hope_positions_count(const hope_segment_t *segments, int32_t num_segments,
+                                            int64_t *num_tokens);
+
+/* Builds the (t, h, w) rows of SPEC §1 on the host.
+ * positions: host float32 [3][num_tokens] (row t, then row h, then row w); num_tokens must equal
+ * hope_positions_count's answer. next_position (may be NULL): the position of the first generated token.
+ * default_temporal_scale: finite, > 0; used by vision segments whose own scale is <= 0 (diagonal only). */
+HOPE_API hope_status_t hope_positions_build(const hope_segment_t *segments, int32_t num_segments,
+                                            hope_layout_t layout, float default_temporal_scale, float start,
+                                            float *positions, int64_t num_tokens, float *next_position);
+
+/* Positions of generated tokens: token k (k counted from 0 at the first generated token) has position
+ * next_position + k on all three rows. Writes tokens [first, first + n) into host positions [3][n]. */
+HOPE_API hope_status_t hope_positions_generated(float next_position, int64_t first, int64_t n, float *positions);
+
+/* Turns a vision encoder's raw patch grid (grid_thw as Qwen2-VL's processor reports it) into an LLM-token
+ * segment: grid_h and grid_w are divided by spatial_merge_size (an error when it does not divide them).
+ * kind: HOPE_SEGMENT_IMAGE (grid_t must be 1) or HOPE_SEGMENT_VIDEO. temporal_scale is copied. */
+HOPE_API hope_status_t hope_segment_from_vision_grid(int32_t kind, int32_t grid_t, int32_t grid_h, int32_t grid_w,
+                                                     int32_t spatial_merge_size, float temporal_scale,
+                                                     hope_segment_t *segment);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Temporal scale selection (SPEC §2)                                                                     */
+/* ------------------------------------------------------------------------------------------------------ */
+
+typedef enum {
+  HOPE_SCALE_FIXED = 0,  /* fixed_scale for every vision segment */
+  HOPE_SCALE_RANDOM = 1, /* an independent draw from the candidates per vision segment, from seed */
+  HOPE_SCALE_FIT = 2     /* the largest candidate whose diagonal next_position <= position_budget, else the
+                            smallest candidate */
+} hope_scale_policy_t;
+
+/* The HoPE training set {0.5, 0.75, 1.0, 1.25, 1.5}, used when num_candidates is 0. */
+#define HOPE_DEFAULT_SCALE_CANDIDATES {0.5f, 0.75f, 1.0f, 1.25f, 1.5f}
+
+typedef struct {
+  int32_t policy;            /* hope_scale_policy_t */
+  int32_t num_candidates;    /* 0: the HoPE default set */
+  const float *candidates;   /* host [num_candidates]; each finite and > 0 */
+  float fixed_scale;         /* FIXED: finite, > 0 */
+  uint64_t seed;             /* RANDOM: the splitmix64 seed (see below) */
+  double position_budget;    /* FIT: the largest allowed next_position */
+  float start;               /* FIT: the start offset the positions will be built with */
+} hope_scale_params_t;
+
+/* Writes the chosen scale into temporal_scale of every vision segment (text segments are left alone).
+ * RANDOM uses splitmix64: state = seed; for each vision segment in order: state += 0x9E3779B97F4A7C15,
+ * z = state; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9; z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
+ * z ^= z >> 31; the draw is candidates[z % num_candidates]. Same seed, same draws on every platform.
+ * chosen (may be NULL): FIXED and FIT: the one scale chosen; RANDOM: the first vision segment's draw
+ * (0 if there is none). */
+HOPE_API hope_status_t hope_temporal_scales_select(const hope_scale_params_t *params, hope_segment_t *segments,
+                                                   int32_t num_segments, float *chosen);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Frequencies and cos/sin (SPEC §3)                                                                      */
+/* ------------------------------------------------------------------------------------------------------ */
+
+typedef enum {
+  HOPE_ROPE_VANILLA = 0,
+  HOPE_ROPE_MROPE = 1,
+  HOPE_ROPE_MROPE_INTERLEAVED = 2,
+  HOPE_ROPE_VIDEOROPE = 3,
+  HOPE_ROPE_HOPE = 4
+} hope_rope_kind_t;
+
+typedef struct {
+  int32_t kind;        /* hope_rope_kind_t */
+  int32_t head_dim;    /* even, 2..1024 */
+  int32_t sections[3]; /* (st, sh, sw) pairs; sum == head_dim / 2 (ignored for vanilla) */
+  double theta;        /* base, e.g. 1e6 for Qwen2-VL; finite, > 1 */
+} hope_rope_config_t;
+
+/* Which position row drives each pair: HOPE_COMPONENT_T/H/W, or HOPE_COMPONENT_NONE (zero frequency). */
+enum { HOPE_COMPONENT_NONE = -1, HOPE_COMPONENT_T = 0, HOPE_COMPONENT_H = 1, HOPE_COMPONENT_W = 2 };
+
+/* Checks a config; on success writes c(i) for i < head_dim/2 into components (host, may be NULL). */
+HOPE_API hope_status_t hope_rope_components(const hope_rope_config_t *config, int32_t *components);
+
+/* Host reference of §3. positions: host [3][n] as built above; cos_out and sin_out: host float32
+ * [n][head_dim/2]. Angles are computed in double. */
+HOPE_API hope_status_t hope_rope_cos_sin(const hope_rope_config_t *config, const float *positions, int64_t n,
+                                         float *cos_out, float *sin_out);
+
+typedef enum { HOPE_MEMORY_HOST = 0, HOPE_MEMORY_DEVICE = 1 } hope_memory_t;
+
+/* A cos/sin cache: per-token tables cos[capacity][head_dim/2] and sin[capacity][head_dim/2] (float32) that
+ * it owns, on the host or on the current CUDA device. It carries no temporal-scale state (the scale lives in
+ * the positions), so several streams may fill disjoint rows of one cache at once. */
+typedef struct hope_rope_cache_s *hope_rope_cache_t;
+
+/* Allocates a cache for `capacity` tokens (>= 1) in `memory`. Errors: INVALID_VALUE for a bad config or
+ * capacity, OUT_OF_MEMORY, NO_DEVICE for a device cache without a GPU. On failure *cache is set to NULL. */
+HOPE_API hope_status_t hope_rope_cache_create(const hope_rope_config_t *config, int64_t capacity,
+                                              hope_memory_t memory, hope_rope_cache_t *cache);
+
+/* Fills rows [offset, offset + n) from positions [3][n] whose rows are positions_ld floats apart
+ * (0: n), living in positions_memory. A host cache computes in double on the host (device positions are
+ * copied back first, synchronously). A device cache runs a kernel on `stream` (host positions are first
+ * copied into the cache's own staging rows [offset, offset + n), so the host array may be reused on return).
+ * offset + n > capacity is INVALID_VALUE; nothing is written then. n == 0 is a no-op. */
+HOPE_API hope_status_t hope_rope_cache_fill(hope_rope_cache_t cache, int64_t offset, const float *positions,
+                                            int64_t n, int64_t positions_ld, hope_memory_t positions_memory,
+                                            void *stream);
+
+/* The tables (row r of cos at cos + r * head_dim/2), the capacity and where they live. Any output may be NULL. */
+HOPE_API hope_status_t hope_rope_cache_get(hope_rope_cache_t cache, const float **cos, const float **sin,
+                                           int64_t *capacity, hope_memory_t *memory);
+
+/* Frees everything the cache owns (after synchronising the device). NULL is a no-op. */
+HOPE_API hope_status_t hope_rope_cache_destroy(hope_rope_cache_t cache);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Rotation (SPEC §4)                                                                                     */
+/* ------------------------------------------------------------------------------------------------------ */
+
+typedef enum { HOPE_DTYPE_FLOAT16 = 0, HOPE_DTYPE_BFLOAT16 = 1, HOPE_DTYPE_FLOAT32 = 2 } hope_dtype_t;
+typedef enum { HOPE_BACKEND_CUDA = 0, HOPE_BACKEND_CPU = 1 } hope_backend_t;
+
+/* Rotates x[token][head][0:head_dim] by its token's (cos, sin) into out, rotate-half, in float32 registers.
+ * Heads of one token are contiguous (head stride head_dim); tokens are x_row_stride elements apart, so a
+ * slice of a fused QKV buffer [tokens][(Hq + 2 Hk) * d] can be rotated in one call (num_heads = Hq + Hk).
+ * out may equal x (in place); otherwise the two must not overlap. */
+typedef struct {
+  int32_t backend;            /* hope_backend_t: CUDA takes device pointers, CPU host pointers */
+  int32_t dtype;              /* hope_dtype_t of x and out */
+  int64_t num_tokens;
+  int32_t num_heads, head_dim;
+  const void *x;
+  int64_t x_row_stride;       /* elements between tokens; 0: num_heads * head_dim */
+  void *out;
+  int64_t out_row_stride;     /* 0: num_heads * head_dim */
+  const float *cos, *sin;     /* [num_tokens][head_dim/2], same memory space as x */
+} hope_rope_apply_params_t;
+
+HOPE_API hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stream);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Attention (SPEC §5)                                                                                    */
+/* ------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+  int32_t backend;              /* hope_backend_t: CUDA takes device pointers, CPU host pointers */
+  int32_t dtype;                /* hope_dtype_t of q, k, v, out */
+  int32_t batch, num_q_heads, num_kv_heads, head_dim;
+  const int32_t *cu_seqlens_q;  /* [batch + 1] */
+  const int32_t *cu_seqlens_k;  /* [batch + 1] */
+  int32_t max_seqlen_q, max_seqlen_k;
+  const void *q, *k, *v;        /* [tokens][heads][head_dim], rows packed (see the strides below) */
+  void *out;                    /* [total_q][num_q_heads][head_dim] */
+  float *lse;                   /* optional [num_q_heads][total_q], NULL to skip; natural log */
+  const float *cos_q, *sin_q;   /* [total_q][head_dim/2]; NULL: q is used as given */
+  const float *cos_k, *sin_k;   /* [total_k][head_dim/2]; NULL: k is used as given */
+  float softmax_scale;          /* <= 0: 1/sqrt(head_dim) */
+  int32_t causal;               /* bottom-right aligned: key n is masked for query i when n > i + Nk - Nq */
+  /* --- added in 0.1; zero means the default --- */
+  int64_t q_row_stride;         /* elements between q tokens; 0: num_q_heads * head_dim */
+  int64_t k_row_stride;         /* 0: num_kv_heads * head_dim */
+  int64_t v_row_stride;         /* 0: num_kv_heads * head_dim */
+  void *k_rotated;              /* optional [total_k][num_kv_heads][head_dim] in dtype: receives the rotated K
+                                   (written once per key token), e.g. to store in a KV cache; NULL: skip */
+} hope_attention_params_t;
+
+/* softmax(scale * rot(q) rot(k)^T + mask) v per sequence and head, float32 accumulation.
+ * CPU backend: every check of SPEC §5, including cu_seqlens and max_seqlen_* (which must bound the true
+ * lengths). CUDA backend: cu_seqlens live in device memory and are the caller's promise; supported head_dims
+ * and dtypes are those of the fused kernel (float16/bfloat16; 64, 128, 256). */
+HOPE_API hope_status_t hope_attention_forward(const hope_attention_params_t *params, void *stream);
+
+/* The unfused GPU reference: rotation, then cuBLAS Q.K^T, a float32 masked softmax that writes LSE, then
+ * cuBLAS P.V. Needs a device workspace of O(num_q_heads * max_seqlen_q * max_seqlen_k) floats, sized by
+ * hope_attention_unfused_workspace_size; a smaller one gives HOPE_ERROR_OUT_OF_MEMORY and writes nothing.
+ * CUDA backend only; all three dtypes; any even head_dim up to 1024. */
+HOPE_API hope_status_t hope_attention_unfused_workspace_size(const hope_attention_params_t *params,
+                                                             size_t *workspace_bytes);
+HOPE_API hope_status_t hope_attention_forward_unfused(const hope_attention_params_t *params, void *workspace,
+                                                      size_t workspace_bytes, void *stream);
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Serving: paged KV cache, decode, state merging                                                         */
+/* ------------------------------------------------------------------------------------------------------ */
+
+/* A paged KV cache the caller owns (vLLM / FlashInfer convention):
+ * k_pages and v_pages are [num_pages][page_size][num_kv_heads][head_dim] in dtype; slot s is token
+ * s % page_size of page s / page_size. */
+typedef struct {
+  int32_t dtype;                /* hope_dtype_t: float16 or bfloat16 (float32 too on the CPU backend) */
+  int32_t num_pages, page_size, num_kv_heads, head_dim;
+  void *k_pages, *v_pages;
+} hope_paged_kv_t;
+
+/* Rotates new keys with their cos/sin and writes keys and values into their slots. */
+typedef struct {
+  int32_t backend;              /* hope_backend_t */
+  hope_paged_kv_t cache;
+  int64_t num_tokens;
+  const void *k, *v;            /* [num_tokens][num_kv_heads][head_dim] in cache.dtype */
+  int64_t k_row_stride, v_row_stride; /* 0: num_kv_heads * head_dim */
+  const int64_t *slot_mapping;  /* [num_tokens]; a negative slot skips the token; otherwise < num_pages*page_size */
+  const float *cos_k, *sin_k;   /* [num_tokens][head_dim/2]; NULL: k is stored as given */
+} hope_kv_append_params_t;
+
+HOPE_API hope_status_t hope_kv_append(const hope_kv_append_params_t *params, void *stream);
+
+/* Attention of a few new query tokens per sequence (1 to 8: decode and speculative decoding) over that
+ * sequence's pages. Keys in the cache are already rotated; queries are rotated from cos_q/sin_q. */
+typedef struct {
+  int32_t backend;              /* hope_backend_t */
+  hope_paged_kv_t cache;
+  int32_t batch, num_q_heads;   /* num_q_heads % cache.num_kv_heads == 0 */
+  const int32_t *cu_seqlens_q;  /* [batch + 1]; each sequence has 0..8 query tokens */
+  int32_t max_seqlen_q;         /* <= 8 */
+  const int32_t *seq_lens;      /* [batch] keys per sequence, the new tokens included */
+  int32_t max_seqlen_k;         /* >= every seq_lens entry (plans the split) */
+  const int32_t *page_table;    /* [batch][max_pages_per_seq] page indices */
+  int32_t max_pages_per_seq;
+  const void *q;                /* [total_q][num_q_heads][head_dim] */
+  int64_t q_row_stride;         /* 0: num_q_heads * head_dim */
+  void *out;                    /* [total_q][num_q_heads][head_dim] */
+  float *lse;                   /* optional [num_q_heads][total_q] */
+  const float *cos_q, *sin_q;   /* [total_q][head_dim/2]; NULL: q used as given */
+  float softmax_scale;          /* <= 0: 1/sqrt(head_dim) */
+  int32_t causal;               /* among the new tokens: query i of Nq sees keys < seq_len - Nq + i + 1 */
+  int32_t num_splits;           /* 0: the planner chooses from the SM count and max_seqlen_k; else forced */
+} hope_decode_params_t;
+
+/* Workspace (device for CUDA, host for CPU) for the split-KV partials; 0 when no split is planned. */
+HOPE_API hope_status_t hope_decode_workspace_size(const hope_decode_params_t *params, size_t *workspace_bytes);
+HOPE_API hope_status_t hope_decode_forward(const hope_decode_params_t *params, void *workspace,
+                                           size_t workspace_bytes, void *stream);
+
+/* Merges two partial attention states over disjoint key sets into the softmax over their union:
+ * lse = log(exp(lse_a) + exp(lse_b)), out = (exp(lse_a - lse) o_a + exp(lse_b - lse) o_b).
+ * A side with lse = -inf contributes nothing; both -inf gives out = 0, lse = -inf. out may alias o_a or o_b. */
+typedef struct {
+  int32_t backend;              /* hope_backend_t */
+  int32_t dtype;                /* hope_dtype_t of o_a, o_b, out */
+  int64_t num_tokens;
+  int32_t num_heads, head_dim;
+  const void *o_a, *o_b;        /* [num_tokens][num_heads][head_dim] */
+  const float *lse_a, *lse_b;   /* [num_heads][num_tokens] */
+  void *out;                    /* [num_tokens][num_heads][head_dim] */
+  float *lse_out;               /* optional [num_heads][num_tokens] */
+} hope_merge_params_t;
+
+HOPE_API hope_status_t hope_merge_states(const hope_merge_params_t *params, void *stream);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* HOPE_ATTN_H_ */
