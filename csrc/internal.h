@@ -39,6 +39,15 @@ hope_status_t hopei_fail(hope_status_t status, const char *fmt, ...)
 bool hopei_mul_i64(int64_t a, int64_t b, int64_t *out);
 bool hopei_add_i64(int64_t a, int64_t b, int64_t *out);
 
+/* ---- positions (positions.c), shared with scales.c ------------------------------------------------- */
+
+/* Validates a segment list (messages name `fn` and the segment index); *num_tokens (may be NULL) gets the count. */
+hope_status_t hopei_segments_check(const char *fn, const hope_segment_t *segments, int32_t num_segments,
+                                   int64_t *num_tokens);
+/* next_position of a validated segment list; forced_scale > 0 overrides every vision segment's scale. */
+float hopei_positions_next(const hope_segment_t *segments, int32_t num_segments, hope_layout_t layout,
+                           double default_scale, double forced_scale, float start);
+
 /* ---- CUDA (cuda_util.c; the runtime API header is C) ----------------------------------------------- */
 
 /* SUCCESS when a CUDA device is usable, else NO_DEVICE with a message naming `fn`. Cached after the first call. */
