@@ -1,0 +1,73 @@
+// vec.cuh — 16-byte vector loads and stores of any element type, converted to and from float32 registers,
+// and the alignment test that decides whether a kernel may use them.
+#pragma once
+
+#include <cstdint>
+
+#include "common/dtype.cuh"
+
+namespace hope {
+
+// Elements of T in one 16-byte vector: 8 for float16/bfloat16, 4 for float32.
+template <typename T>
+struct Vec16 {
+  static constexpr int kElems = 16 / sizeof(T);
+  static_assert(16 % sizeof(T) == 0, "element size must divide 16 bytes");
+};
+
+inline bool is_aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Raw 16-byte load at p (16-byte aligned): evict-first hint when STREAMING (data read once), else the
+// read-only cache path. Keep the raw vector in registers and convert late (unpack16) to save registers.
+template <bool STREAMING = false, typename T>
+__device__ __forceinline__ uint4 load16(const T *p) {
+  const uint4 *src = reinterpret_cast<const uint4 *>(p);
+  return STREAMING ? __ldcs(src) : __ldg(src);
+}
+
+// The 16 raw bytes of a vector of T as floats.
+template <typename T>
+__device__ __forceinline__ void unpack16(const uint4 &raw, float (&out)[Vec16<T>::kElems]) {
+  const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+  for (int i = 0; i < Vec16<T>::kElems; ++i) out[i] = to_float(e[i]);
+}
+
+// Loads 16 bytes at p (16-byte aligned) and converts them to float. `Streaming` uses the evict-first hint
+// (data read once, e.g. a tensor being rotated), otherwise the read-only cache path.
+template <typename T, bool STREAMING = false>
+__device__ __forceinline__ void load16_to_float(const T *p, float (&out)[Vec16<T>::kElems]) {
+  const uint4 *src = reinterpret_cast<const uint4 *>(p);
+  uint4 raw = STREAMING ? __ldcs(src) : __ldg(src);
+  const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+  for (int i = 0; i < Vec16<T>::kElems; ++i) out[i] = to_float(e[i]);
+}
+
+// Converts float registers to T (round to nearest even) and stores 16 bytes at p (16-byte aligned).
+template <typename T, bool STREAMING = false>
+__device__ __forceinline__ void store16_from_float(T *p, const float (&in)[Vec16<T>::kElems]) {
+  uint4 raw;
+  T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+  for (int i = 0; i < Vec16<T>::kElems; ++i) e[i] = from_float<T>(in[i]);
+  uint4 *dst = reinterpret_cast<uint4 *>(p);
+  if (STREAMING) __stcs(dst, raw);
+  else *dst = raw;
+}
+
+// Loads N floats (N a multiple of 4) from 16-byte-aligned p through the read-only cache.
+template <int N>
+__device__ __forceinline__ void load_floats(const float *p, float (&out)[N]) {
+  static_assert(N % 4 == 0, "N must be a multiple of 4");
+#pragma unroll
+  for (int i = 0; i < N / 4; ++i) {
+    float4 v = __ldg(reinterpret_cast<const float4 *>(p) + i);
+    out[4 * i] = v.x;
+    out[4 * i + 1] = v.y;
+    out[4 * i + 2] = v.z;
+    out[4 * i + 3] = v.w;
+  }
+}
+
+}  // namespace hope
