@@ -48,6 +48,11 @@ hope_status_t hopei_segments_check(const char *fn, const hope_segment_t *segment
 float hopei_positions_next(const hope_segment_t *segments, int32_t num_segments, hope_layout_t layout,
                            double default_scale, double forced_scale, float start);
 
+/* ---- attention backends ----------------------------------------------------------------------------- */
+
+/* The CPU backend of hope_attention_forward (cpu/attention.c); takes validated, resolved params. */
+hope_status_t hopei_attention_cpu(const hope_attention_params_t *p);
+
 /* ---- CUDA (cuda_util.c; the runtime API header is C) ----------------------------------------------- */
 
 /* SUCCESS when a CUDA device is usable, else NO_DEVICE with a message naming `fn`. Cached after the first call. */
@@ -90,7 +95,7 @@ void hopei_nvtx_pop(int *unused);
 
 /* Opens a range that closes when the enclosing scope ends (gcc/clang cleanup attribute). */
 #define HOPEI_NVTX_SCOPE(range) \
-  int hopei_nvtx_scope_ __attribute__((cleanup(hopei_nvtx_pop))) = (hopei_nvtx_push(range), 0)
+  int hopei_nvtx_scope_ __attribute__((cleanup(hopei_nvtx_pop), unused)) = (hopei_nvtx_push(range), 0)
 
 /* ---- dtype helpers (dtype.c) --------------------------------------------------------------------- */
 

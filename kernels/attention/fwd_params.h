@@ -1,0 +1,57 @@
+// fwd_params.h — the plain parameter struct the fused attention kernel receives by value (host and device),
+// and the declarations of the per-family launchers whose explicit instances live in kernels/instances/.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "hope_attn.h"
+
+namespace hope {
+
+// Everything the forward kernel reads, resolved on the host (no defaults left, no host-only pointers).
+// Element strides; q/k/v rows may be slices of one fused QKV buffer. cos_k/sin_k are non-NULL only when
+// K is rotated inside the kernel (the K pre-pass path passes the rotated copy as k and NULL here).
+struct AttnFwdParams {
+  const void *q, *k, *v;
+  void *out;                     // [total_q][num_q_heads][head_dim], row stride o_row_stride
+  float *lse;                    // optional [num_q_heads][total_q]
+  const float *cos_q, *sin_q;    // [total_q][head_dim/2] or NULL
+  const float *cos_k, *sin_k;    // [total_k][head_dim/2] or NULL
+  const int32_t *cu_seqlens_q;   // device [batch + 1]
+  const int32_t *cu_seqlens_k;   // device [batch + 1]
+  int64_t q_row_stride, k_row_stride, v_row_stride, o_row_stride;
+  int32_t batch, num_q_heads, num_kv_heads;
+  int32_t batch_offset;          // sequence of blockIdx.z == 0: gridDim.z <= 65535, so the launcher splits
+                                 // a larger batch into several launches (batch stays the full count)
+  int32_t head_group;            // num_q_heads / num_kv_heads: q head j reads kv head j / head_group
+  int32_t block_m;               // query tile of the planned variant (AttnTraits::kBlockM), picks the kernel
+  int32_t num_m_blocks;          // ceil(max_seqlen_q / block_m): gridDim.x
+  int32_t causal;
+  float softmax_scale;           // natural-log scale (for the LSE)
+  float scale_log2;              // softmax_scale * log2(e): the exponent scale of exp2f
+};
+
+// The K pre-pass: rotates (cos/sin non-NULL) or copies K into the packed k_rotated buffer
+// [total_k][num_kv_heads][head_dim]; total_k is read from cu_seqlens_k[batch] on the device.
+struct KPrepassParams {
+  const void *k;
+  int64_t k_row_stride;
+  void *k_rotated;
+  const float *cos_k, *sin_k;
+  const int32_t *cu_seqlens_k;
+  int32_t batch, num_kv_heads, head_dim;
+  int64_t max_tokens;            // batch * max_seqlen_k: bounds total_k (sizes the grid)
+  int32_t grid_limit;            // most CTAs to launch (the grid loops over the rest)
+};
+
+// Architecture family sm80 (mma.sync m16n8k16 + cp.async + ldmatrix; runs on sm_80 and later, Hopper
+// included). A Hopper-specific family (wgmma/TMA) would add run_attn_fwd_sm90 beside it.
+template <int HEAD_DIM, typename T>
+hope_status_t run_attn_fwd_sm80(const AttnFwdParams &params, cudaStream_t stream);
+
+// kernels/attention/k_prepass.cu; dtype: HOPE_DTYPE_FLOAT16 or HOPE_DTYPE_BFLOAT16.
+hope_status_t run_k_prepass(const KPrepassParams &params, int32_t dtype, cudaStream_t stream);
+
+}  // namespace hope

@@ -1,0 +1,74 @@
+// k_prepass.cu — the K pre-pass of the fused attention: rotates K once (or copies it when no cos/sin is
+// given) into the caller's packed k_rotated buffer [total_k][num_kv_heads][head_dim], so the attention
+// kernel then reads rotated keys and rotates nothing. Memory-bound: one read and one write of K.
+//
+// hopei_rope_apply_cuda cannot serve here: it needs the token count on the host, and total_k lives in
+// device memory (cu_seqlens_k[batch]; reading it back would synchronise). This kernel reads it on the
+// device and sizes its grid from the host-side bound batch * max_seqlen_k. The rotation arithmetic is the
+// one the attention kernel applies in shared memory (rope_chunk in fwd_kernel.cuh), so both K paths give
+// bit-identical keys.
+#include <algorithm>
+
+#include "../../csrc/internal.h"
+#include "attention/fwd_kernel.cuh"
+#include "attention/fwd_params.h"
+
+namespace hope {
+
+namespace {
+
+constexpr int kPrepassThreads = 256;
+
+// One work item = one 8-pair chunk of one (token, kv head): 16 bytes of the first half and 16 bytes of the
+// second half of the row.
+template <typename T>
+__global__ void __launch_bounds__(kPrepassThreads) k_prepass_kernel(const KPrepassParams p) {
+  const int64_t total_k = p.cu_seqlens_k[p.batch];
+  const int half = p.head_dim / 2;
+  const int chunks = half / 8;
+  const int64_t per_token = static_cast<int64_t>(p.num_kv_heads) * chunks;
+  const int64_t items = total_k * per_token;
+  const bool aligned = p.cos_k == nullptr ||
+                       ((reinterpret_cast<uintptr_t>(p.cos_k) | reinterpret_cast<uintptr_t>(p.sin_k)) & 15u) == 0;
+  const int64_t out_stride = static_cast<int64_t>(p.num_kv_heads) * p.head_dim;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < items;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t tok = i / per_token;
+    const int rem = static_cast<int>(i - tok * per_token);
+    const int h = rem / chunks, c = rem % chunks;
+    const T *src = static_cast<const T *>(p.k) + tok * p.k_row_stride + h * p.head_dim + c * 8;
+    T *dst = static_cast<T *>(p.k_rotated) + tok * out_stride + h * p.head_dim + c * 8;
+    uint4 lo = __ldg(reinterpret_cast<const uint4 *>(src));
+    uint4 hi = __ldg(reinterpret_cast<const uint4 *>(src + half));
+    if (p.cos_k != nullptr) {
+      float cs[8], sn[8];
+      const int64_t off = tok * half + c * 8;
+      load_f8(cs, p.cos_k + off, aligned);
+      load_f8(sn, p.sin_k + off, aligned);
+      rope_chunk<T>(lo, hi, cs, sn);
+    }
+    *reinterpret_cast<uint4 *>(dst) = lo;
+    *reinterpret_cast<uint4 *>(dst + half) = hi;
+  }
+}
+
+}  // namespace
+
+hope_status_t run_k_prepass(const KPrepassParams &params, int32_t dtype, cudaStream_t stream) {
+  static const char *fn = "hope_attention_forward";
+  const int64_t items = params.max_tokens * params.num_kv_heads * (params.head_dim / 16);
+  if (items <= 0) return HOPE_SUCCESS;
+  const int64_t want = (items + kPrepassThreads - 1) / kPrepassThreads;
+  const int blocks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(want, params.grid_limit)));
+  if (dtype == HOPE_DTYPE_FLOAT16)
+    k_prepass_kernel<__half><<<blocks, kPrepassThreads, 0, stream>>>(params);
+  else if (dtype == HOPE_DTYPE_BFLOAT16)
+    k_prepass_kernel<__nv_bfloat16><<<blocks, kPrepassThreads, 0, stream>>>(params);
+  else
+    return hopei_fail(HOPE_ERROR_INTERNAL, "%s: K pre-pass reached with dtype %d", fn, dtype);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return hopei_cuda_fail(e, fn, "launching the K rotation pre-pass");
+  return HOPE_SUCCESS;
+}
+
+}  // namespace hope
