@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""Prefill attention benchmark: hope_attn's fused kernel (three K-rotation modes) and its unfused path against
+PyTorch SDPA (flash and cuDNN backends), with and without a rotary pass, on one GPU.
+
+Shape (the Qwen2-VL-7B attention): bfloat16, head_dim 128, causal, Hq 28, Hk 4, one sequence of N tokens,
+N in {2048, 8192, 32768}. Rows:
+  hope fused (cos/sin)            q rotated in-kernel, K tiles rotated in-kernel
+  hope fused (no rotation)        cos/sin NULL: the attention alone
+  hope fused (k_rotated pre-pass) K rotated once into a k_rotated buffer, then attention on it
+  hope rope_apply + unfused       hope_rope_apply on q and k, then the cuBLAS unfused path (where its
+                                  O(Hq N^2) workspace fits)
+  torch sdpa flash / cudnn        torch.nn.attention.sdpa_kernel(backend), no rotation
+  torch rotate + sdpa flash/cudnn a plain torch rotate-half pass on q and k, then SDPA
+Timing: CUDA events around each call, warm-up first, the median of the timed runs. TFLOP/s counts
+4 * N^2 * d * Hq / 2 (causal). Writes prefill_bench.json, prefill_bench.md and (when matplotlib is present)
+prefill_bench.png into $OUT if set, else benchmarks/results/.
+
+The library: $HOPE_ATTN_LIBRARY, else build-gpu/libhope_attn.so (then build/) under the repository root.
+Every row is independent: a failure is recorded in the results and the next row runs.
+"""
+import argparse
+import ctypes
+import datetime
+import json
+import math
+import os
+import pathlib
+import statistics
+import sys
+import traceback
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+HOPE_BACKEND_CUDA = 0
+HOPE_DTYPE_FLOAT16, HOPE_DTYPE_BFLOAT16, HOPE_DTYPE_FLOAT32 = 0, 1, 2
+
+
+class AttentionParams(ctypes.Structure):
+    """Mirror of hope_attention_params_t (include/hope_attn.h, version 0.1)."""
+    _fields_ = [
+        ("backend", ctypes.c_int32), ("dtype", ctypes.c_int32), ("batch", ctypes.c_int32),
+        ("num_q_heads", ctypes.c_int32), ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
+        ("cu_seqlens_q", ctypes.c_void_p), ("cu_seqlens_k", ctypes.c_void_p),
+        ("max_seqlen_q", ctypes.c_int32), ("max_seqlen_k", ctypes.c_int32),
+        ("q", ctypes.c_void_p), ("k", ctypes.c_void_p), ("v", ctypes.c_void_p),
+        ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
+        ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p), ("cos_k", ctypes.c_void_p), ("sin_k", ctypes.c_void_p),
+        ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32),
+        ("q_row_stride", ctypes.c_int64), ("k_row_stride", ctypes.c_int64), ("v_row_stride", ctypes.c_int64),
+        ("k_rotated", ctypes.c_void_p),
+    ]
+
+
+class RopeApplyParams(ctypes.Structure):
+    """Mirror of hope_rope_apply_params_t."""
+    _fields_ = [
+        ("backend", ctypes.c_int32), ("dtype", ctypes.c_int32), ("num_tokens", ctypes.c_int64),
+        ("num_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
+        ("x", ctypes.c_void_p), ("x_row_stride", ctypes.c_int64),
+        ("out", ctypes.c_void_p), ("out_row_stride", ctypes.c_int64),
+        ("cos", ctypes.c_void_p), ("sin", ctypes.c_void_p),
+    ]
+
+
+def find_library():
+    env = os.environ.get("HOPE_ATTN_LIBRARY")
+    candidates = [pathlib.Path(env)] if env else []
+    candidates += [REPO / "build-gpu" / "libhope_attn.so", REPO / "build" / "libhope_attn.so"]
+    for c in candidates:
+        if c.exists():
+            return c
+    return None
+
+
+def load_library(path):
+    lib = ctypes.CDLL(str(path))
+    lib.hope_last_error.restype = ctypes.c_char_p
+    lib.hope_status_string.restype = ctypes.c_char_p
+    lib.hope_status_string.argtypes = [ctypes.c_int]
+    for name, args in [("hope_attention_forward", [ctypes.POINTER(AttentionParams), ctypes.c_void_p]),
+                       ("hope_attention_unfused_workspace_size",
+                        [ctypes.POINTER(AttentionParams), ctypes.POINTER(ctypes.c_size_t)]),
+                       ("hope_attention_forward_unfused",
+                        [ctypes.POINTER(AttentionParams), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+                       ("hope_rope_apply", [ctypes.POINTER(RopeApplyParams), ctypes.c_void_p])]:
+        fn = getattr(lib, name)
+        fn.restype = ctypes.c_int
+        fn.argtypes = args
+    return lib
+
+
+def check(lib, status, what):
+    if status != 0:
+        raise RuntimeError(f"{what}: {lib.hope_status_string(status).decode()}: {lib.hope_last_error().decode()}")
+
+
+def ptr(t):
+    return ctypes.c_void_p(t.data_ptr()) if t is not None else None
+
+
+def nvtx_range(torch, name):
+    class _Range:
+        def __enter__(self):
+            try:
+                torch.cuda.nvtx.range_push(name)
+            except Exception:
+                pass
+
+        def __exit__(self, *exc):
+            try:
+                torch.cuda.nvtx.range_pop()
+            except Exception:
+                pass
+    return _Range()
+
+
+def time_cuda(torch, fn, warmup, iters):
+    """Median milliseconds of fn() over `iters` event-timed runs after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times), min(times)
+
+
+def rope_cos_sin(torch, n, d, theta=1e6, start=0):
+    """Vanilla RoPE cos/sin [n][d/2] float32, angles in float64."""
+    half = d // 2
+    pos = torch.arange(start, start + n, dtype=torch.float64, device="cuda")
+    inv = theta ** (-2.0 * torch.arange(half, dtype=torch.float64, device="cuda") / d)
+    ang = pos[:, None] * inv[None, :]
+    return torch.cos(ang).float().contiguous(), torch.sin(ang).float().contiguous()
+
+
+def torch_rotate(torch, x, cos, sin):
+    """Rotate-half in float32, rounded back to x's dtype. x [N, H, d]; cos/sin [N, d/2]."""
+    half = x.shape[-1] // 2
+    xf = x.float()
+    x1, x2 = xf[..., :half], xf[..., half:]
+    c, s = cos[:, None, :], sin[:, None, :]
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).to(x.dtype)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seqlens", default="2048,8192,32768")
+    ap.add_argument("--hq", type=int, default=28)
+    ap.add_argument("--hk", type=int, default=4)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--unfused-max-seqlen", type=int, default=8192)
+    ap.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "benchmarks" / "results"))
+    args = ap.parse_args()
+
+    out_dir = pathlib.Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"benchmark": "prefill", "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+               "shape": {"dtype": "bfloat16", "head_dim": args.head_dim, "num_q_heads": args.hq,
+                         "num_kv_heads": args.hk, "causal": True, "batch": 1},
+               "flops_formula": "4 * N^2 * d * Hq / 2 (causal)", "rows": [], "checks": [], "errors": []}
+
+    try:
+        import torch
+    except Exception as e:  # noqa: BLE001
+        print(f"PyTorch is not available: {e}", file=sys.stderr)
+        return 1
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to benchmark", file=sys.stderr)
+        return 1
+    results["device"] = torch.cuda.get_device_name()
+    results["torch"] = torch.__version__
+    results["cuda"] = torch.version.cuda
+
+    lib_path = find_library()
+    lib = None
+    if lib_path is None:
+        results["errors"].append("libhope_attn.so not found (set HOPE_ATTN_LIBRARY or build into build-gpu/)")
+    else:
+        try:
+            lib = load_library(lib_path)
+            results["library"] = str(lib_path)
+        except OSError as e:
+            results["errors"].append(f"cannot load {lib_path}: {e}")
+
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except Exception:  # noqa: BLE001
+        SDPBackend = sdpa_kernel = None
+        results["errors"].append("torch.nn.attention.sdpa_kernel unavailable: torch SDPA rows skipped")
+
+    d, hq, hk = args.head_dim, args.hq, args.hk
+    scale = 1.0 / math.sqrt(d)
+    stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+
+    for n in [int(x) for x in args.seqlens.split(",") if x]:
+        flops = 4.0 * n * n * d * hq / 2.0
+        iters = max(3, args.iters if n <= 8192 else args.iters // 2)
+        torch.manual_seed(n)
+        q = torch.randn(n, hq, d, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(n, hk, d, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(n, hk, d, device="cuda", dtype=torch.bfloat16)
+        cos, sin = rope_cos_sin(torch, n, d, start=100000)
+        cu = torch.tensor([0, n], dtype=torch.int32, device="cuda")
+        out = torch.empty_like(q)
+        lse = torch.empty(hq, n, device="cuda", dtype=torch.float32)
+        k_rot = torch.empty_like(k)
+        outputs = {}
+
+        def record(name, fn, note=""):
+            row = {"name": name, "seqlen": n, "note": note}
+            try:
+                with nvtx_range(torch, f"{name} N={n}"):
+                    med, best = time_cuda(torch, fn, args.warmup, iters)
+                row.update(ms_median=med, ms_min=best, tflops=flops / (med * 1e-3) / 1e12)
+                print(f"N={n:6d} {name:34s} {med:9.3f} ms {row['tflops']:7.1f} TFLOP/s {note}", flush=True)
+            except Exception as e:  # noqa: BLE001
+                row["error"] = f"{type(e).__name__}: {e}"
+                print(f"N={n:6d} {name:34s} FAILED: {row['error']}", flush=True)
+                traceback.print_exc()
+                torch.cuda.synchronize()
+            results["rows"].append(row)
+
+        if lib is not None:
+            def params(rotate=True, k_rotated=None):
+                p = AttentionParams()
+                p.backend, p.dtype, p.batch = HOPE_BACKEND_CUDA, HOPE_DTYPE_BFLOAT16, 1
+                p.num_q_heads, p.num_kv_heads, p.head_dim = hq, hk, d
+                p.cu_seqlens_q = p.cu_seqlens_k = cu.data_ptr()
+                p.max_seqlen_q = p.max_seqlen_k = n
+                p.q, p.k, p.v, p.out, p.lse = q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse.data_ptr()
+                if rotate:
+                    p.cos_q = p.cos_k = cos.data_ptr()
+                    p.sin_q = p.sin_k = sin.data_ptr()
+                p.softmax_scale, p.causal = scale, 1
+                p.k_rotated = k_rotated.data_ptr() if k_rotated is not None else None
+                return p
+
+            p_rot, p_norot, p_pre = params(True), params(False), params(True, k_rot)
+            record("hope fused (cos/sin in-kernel)",
+                   lambda: check(lib, lib.hope_attention_forward(ctypes.byref(p_rot), stream), "fused"))
+            outputs["hope_fused_rot"] = out.clone()
+            record("hope fused (k_rotated pre-pass)",
+                   lambda: check(lib, lib.hope_attention_forward(ctypes.byref(p_pre), stream), "fused pre-pass"))
+            outputs["hope_fused_prepass"] = out.clone()
+            record("hope fused (no rotation)",
+                   lambda: check(lib, lib.hope_attention_forward(ctypes.byref(p_norot), stream), "fused"))
+            outputs["hope_fused_norot"] = out.clone()
+
+            # rope_apply on q and k, then the unfused cuBLAS path, where its workspace fits.
+            ws_bytes = ctypes.c_size_t(0)
+            try:
+                check(lib, lib.hope_attention_unfused_workspace_size(ctypes.byref(p_norot), ctypes.byref(ws_bytes)),
+                      "unfused workspace size")
+                free, _ = torch.cuda.mem_get_info()
+                if n > args.unfused_max_seqlen or ws_bytes.value > 0.6 * free:
+                    results["rows"].append({"name": "hope rope_apply + unfused", "seqlen": n,
+                                            "skipped": f"workspace {ws_bytes.value / 2**30:.1f} GiB"})
+                else:
+                    ws = torch.empty(max(1, ws_bytes.value), dtype=torch.uint8, device="cuda")
+                    q_r, k_r = torch.empty_like(q), torch.empty_like(k)
+                    p_unf = params(False)
+                    p_unf.q, p_unf.k = q_r.data_ptr(), k_r.data_ptr()
+
+                    def rope(x, xo, heads):
+                        r = RopeApplyParams()
+                        r.backend, r.dtype, r.num_tokens, r.num_heads, r.head_dim = (
+                            HOPE_BACKEND_CUDA, HOPE_DTYPE_BFLOAT16, n, heads, d)
+                        r.x, r.out, r.cos, r.sin = x.data_ptr(), xo.data_ptr(), cos.data_ptr(), sin.data_ptr()
+                        return r
+                    rq, rk = rope(q, q_r, hq), rope(k, k_r, hk)
+
+                    def unfused():
+                        check(lib, lib.hope_rope_apply(ctypes.byref(rq), stream), "rope_apply q")
+                        check(lib, lib.hope_rope_apply(ctypes.byref(rk), stream), "rope_apply k")
+                        check(lib, lib.hope_attention_forward_unfused(ctypes.byref(p_unf), ctypes.c_void_p(ws.data_ptr()),
+                                                                      ws_bytes.value, stream), "unfused")
+                    record("hope rope_apply + unfused", unfused, f"workspace {ws_bytes.value / 2**30:.2f} GiB")
+                    outputs["hope_unfused_rot"] = out.clone()
+                    del ws
+            except Exception as e:  # noqa: BLE001
+                results["rows"].append({"name": "hope rope_apply + unfused", "seqlen": n,
+                                        "error": f"{type(e).__name__}: {e}"})
+
+        if sdpa_kernel is not None:
+            F = torch.nn.functional
+            qt, kt, vt = (x.unsqueeze(0).transpose(1, 2) for x in (q, k, v))  # [1, H, N, d] views
+            group = hq // hk
+            for label, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+                # GQA: enable_gqa where the backend takes it, else K/V expanded once outside the timing.
+                mode = {"gqa": True}
+
+                def sdpa(qq, kk, vv, mode=mode, backend=backend):
+                    with sdpa_kernel(backend):
+                        if mode["gqa"]:
+                            return F.scaled_dot_product_attention(qq, kk, vv, is_causal=True, scale=scale, enable_gqa=True)
+                        return F.scaled_dot_product_attention(qq, kk.repeat_interleave(group, 1) if kk.shape[1] != qq.shape[1] else kk,
+                                                              vv.repeat_interleave(group, 1) if vv.shape[1] != qq.shape[1] else vv,
+                                                              is_causal=True, scale=scale)
+                try:
+                    sdpa(qt, kt, vt)
+                    torch.cuda.synchronize()
+                except Exception:  # noqa: BLE001
+                    mode["gqa"] = False
+                kx, vx = (kt, vt) if mode["gqa"] else (kt.repeat_interleave(group, 1), vt.repeat_interleave(group, 1))
+                note = "" if mode["gqa"] else "K/V expanded to Hq heads outside the timing (no enable_gqa)"
+                res = {}
+
+                def plain(kx=kx, vx=vx):
+                    res["o"] = sdpa(qt, kx, vx)
+                record(f"torch sdpa {label}", plain, note)
+
+                def rotated(kx=kx, vx=vx):
+                    qr = torch_rotate(torch, q, cos, sin).unsqueeze(0).transpose(1, 2)
+                    kr = torch_rotate(torch, k, cos, sin).unsqueeze(0).transpose(1, 2)
+                    if not mode["gqa"]:
+                        kr = kr.repeat_interleave(group, 1)
+                    res["o"] = sdpa(qr, kr, vx)
+                record(f"torch rotate + sdpa {label}", rotated,
+                       note + ("; " if note else "") + "torch rotate-half pass on q and k (float32 math)")
+                if "o" in res:
+                    outputs[f"torch_{label}_rot"] = res["o"][0].transpose(0, 1).contiguous()
+
+        # Cross-checks: every rotated result against the first torch one (and the two K paths bit for bit).
+        ref_key = next((k_ for k_ in ("torch_flash_rot", "torch_cudnn_rot") if k_ in outputs), None)
+        for key, val in outputs.items():
+            if key == "hope_fused_norot" or key == ref_key or ref_key is None:
+                continue
+            ref = outputs[ref_key].float()
+            rel = ((val.float() - ref).norm() / ref.norm()).item()
+            results["checks"].append({"seqlen": n, "what": f"{key} vs {ref_key}", "relative_error": rel})
+            print(f"N={n:6d} check {key} vs {ref_key}: relative error {rel:.2e}", flush=True)
+        if "hope_fused_rot" in outputs and "hope_fused_prepass" in outputs:
+            same = bool(torch.equal(outputs["hope_fused_rot"], outputs["hope_fused_prepass"]))
+            results["checks"].append({"seqlen": n, "what": "fused in-kernel vs pre-pass K rotation bit-identical",
+                                      "value": same})
+            print(f"N={n:6d} check in-kernel vs pre-pass K rotation identical: {same}", flush=True)
+        del q, k, v, out, lse, k_rot, outputs
+        torch.cuda.empty_cache()
+
+    (out_dir / "prefill_bench.json").write_text(json.dumps(results, indent=2))
+    write_markdown(results, out_dir / "prefill_bench.md")
+    write_plot(results, out_dir / "prefill_bench.png")
+    print(f"wrote {out_dir / 'prefill_bench.json'} and prefill_bench.md")
+    return 0
+
+
+def write_markdown(results, path):
+    seqlens = sorted({r["seqlen"] for r in results["rows"]})
+    names = list(dict.fromkeys(r["name"] for r in results["rows"]))
+    lines = [f"# Prefill attention, {results.get('device', '?')}", "",
+             f"bf16, head_dim {results['shape']['head_dim']}, causal, Hq {results['shape']['num_q_heads']}, "
+             f"Hk {results['shape']['num_kv_heads']}, batch 1. Median ms (TFLOP/s, {results['flops_formula']}). "
+             f"torch {results.get('torch', '?')}, CUDA {results.get('cuda', '?')}.", "",
+             "| row | " + " | ".join(f"N={s}" for s in seqlens) + " |",
+             "|---|" + "---|" * len(seqlens)]
+    for name in names:
+        cells = []
+        for s in seqlens:
+            r = next((r for r in results["rows"] if r["name"] == name and r["seqlen"] == s), None)
+            if r is None:
+                cells.append("")
+            elif "ms_median" in r:
+                cells.append(f"{r['ms_median']:.3f} ({r['tflops']:.0f})")
+            elif "skipped" in r:
+                cells.append(f"skipped: {r['skipped']}")
+            else:
+                cells.append("error")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if results["checks"]:
+        lines += ["", "Checks:", ""]
+        for c in results["checks"]:
+            val = c.get("relative_error", c.get("value"))
+            lines.append(f"- N={c['seqlen']}: {c['what']}: {val:.2e}" if isinstance(val, float)
+                         else f"- N={c['seqlen']}: {c['what']}: {val}")
+    errs = [f"- {r['name']} N={r['seqlen']}: {r['error']}" for r in results["rows"] if "error" in r]
+    errs += [f"- {e}" for e in results["errors"]]
+    if errs:
+        lines += ["", "Errors:", ""] + errs
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:  # noqa: BLE001
+        print("matplotlib not available: no plot", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name in dict.fromkeys(r["name"] for r in results["rows"]):
+        pts = sorted((r["seqlen"], r["tflops"]) for r in results["rows"] if r["name"] == name and "tflops" in r)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sequence length N")
+    ax.set_ylabel("TFLOP/s (causal)")
+    ax.set_title(f"Prefill attention, bf16 d{results['shape']['head_dim']}, {results.get('device', '')}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

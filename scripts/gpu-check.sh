@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# scripts/gpu-check.sh — the one command for a lent GPU machine (nothing prepared, no network needed):
+#
+#   scripts/gpu-check.sh            # from the repository root (or anywhere: it finds the root itself)
+#
+# 1. environment: GPU, driver, toolkit; best-effort installs of what is missing (cmake, GoogleTest, numpy,
+#    pytest) that skip quietly when already present or when there is no network;
+# 2. configure build-gpu/ with -DCMAKE_CUDA_ARCHITECTURES=native (falls back to 90) and benchmarks ON;
+#    build with every core;
+# 3. the full ctest (GPU tests included: on a GPU machine none may report "Skipped" for want of a device);
+# 4. pytest of the Python binding, when numpy and pytest are importable;
+# 5. the GPU GoogleTest suites (names containing "Gpu") under compute-sanitizer: memcheck and racecheck
+#    (errors fail the run) and initcheck (advisory), with HOPE_TEST_QUICK=1 so the tests use modest sizes;
+#    a tool that runs out of its time slice reports TIMEOUT (incomplete, not a failure);
+# 6. the benchmarks (benchmarks/hope_bench) with JSON output.
+#
+# Logs and JSON go to "$OUT" when it is set (the device tool brings that folder back), else ./out/.
+# At most 8 files are written there, each kept under 16 MiB. Exits non-zero when a step fails.
+# Environment knobs: HOPE_GPU_CHECK_BUDGET (seconds, default 470: later steps are skipped when it runs out),
+# HOPE_MEMCHECK_FILTER, HOPE_RACECHECK_FILTER, HOPE_INITCHECK_FILTER (gtest filters), HOPE_BENCH_ARGS.
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo" || exit 2
+out=${OUT:-$repo/out}
+mkdir -p "$out"
+build=$repo/build-gpu
+jobs=$(nproc 2> /dev/null || echo 4)
+budget=${HOPE_GPU_CHECK_BUDGET:-470}
+start=$SECONDS
+
+memcheck_filter=${HOPE_MEMCHECK_FILTER:-'*Gpu*'}
+# racecheck serialises every shared-memory access: only the suites whose kernels use shared memory.
+racecheck_filter=${HOPE_RACECHECK_FILTER:-'*Attention*Gpu*:*Decode*Gpu*'}
+initcheck_filter=${HOPE_INITCHECK_FILTER:-'*AttentionUnfusedGpu*:*RopeApplyGpu*:*Rope*Gpu*'}
+
+summary=$out/summary.txt
+: > "$summary"
+declare -a names=() results=()
+failed=0
+
+log() { echo "$*" | tee -a "$summary"; }
+elapsed() { echo $((SECONDS - start)); }
+record() { # record NAME RESULT [fatal=1]
+  names+=("$1"); results+=("$2")
+  case $2 in FAIL*) [ "${3:-1}" = 1 ] && failed=1 ;; esac
+}
+# Keeps a log under the device tool's 16 MiB per-file limit (head and tail kept).
+trim_log() {
+  local f=$1 max=$((15 * 1024 * 1024))
+  [ -f "$f" ] || return 0
+  local size
+  size=$(stat -c %s "$f" 2> /dev/null || echo 0)
+  if [ "$size" -gt "$max" ]; then
+    { head -c 2000000 "$f"; printf '\n\n[... %s bytes cut by gpu-check.sh ...]\n\n' "$((size - 12000000))"
+      tail -c 10000000 "$f"; } > "$f.trim" && mv "$f.trim" "$f"
+  fi
+}
+
+# ---- 1. environment -----------------------------------------------------------------------------------------
+envlog=$out/env.log
+{
+  echo "date: $(date -u)"; echo "host: $(hostname)"; echo "cores: $jobs"
+  uname -a
+  nvidia-smi 2>&1 || echo "nvidia-smi: not available"
+} > "$envlog" 2>&1
+
+if ! command -v nvcc > /dev/null; then
+  for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+    if [ -x "$d/nvcc" ]; then export PATH="$d:$PATH"; break; fi
+  done
+fi
+sanitizer=$(command -v compute-sanitizer || true)
+if [ -z "$sanitizer" ]; then
+  for d in "$(dirname "$(command -v nvcc 2> /dev/null || echo /usr/local/cuda/bin/nvcc)")" /usr/local/cuda/bin \
+           /usr/local/cuda/compute-sanitizer /usr/local/cuda-*/bin; do
+    if [ -x "$d/compute-sanitizer" ]; then sanitizer=$d/compute-sanitizer; break; fi
+  done
+fi
+
+sudo=()
+if [ "$(id -u)" != 0 ] && command -v sudo > /dev/null; then sudo=(sudo -n); fi
+apt_try() { # best effort; the device machine has no network, so everything here may fail quickly
+  command -v apt-get > /dev/null || return 1
+  timeout 90 ${sudo[@]+"${sudo[@]}"} apt-get install -y -q --no-install-recommends "$@" >> "$envlog" 2>&1 && return 0
+  timeout 90 ${sudo[@]+"${sudo[@]}"} apt-get update -q >> "$envlog" 2>&1 || return 1
+  timeout 120 ${sudo[@]+"${sudo[@]}"} apt-get install -y -q --no-install-recommends "$@" >> "$envlog" 2>&1
+}
+have_gtest() {
+  [ -f /usr/include/gtest/gtest.h ] || [ -f /usr/local/include/gtest/gtest.h ] || \
+    ls /usr/lib/*/cmake/GTest /usr/lib/cmake/GTest /usr/local/lib/cmake/GTest > /dev/null 2>&1
+}
+cmake_ok() { # the project needs CMake >= 3.24
+  command -v cmake > /dev/null || return 1
+  local v
+  v=$(cmake --version | head -1 | awk '{print $3}')
+  [ "$(printf '%s\n3.24\n' "$v" | sort -V | head -1)" = 3.24 ]
+}
+{
+  echo "---- installs (best effort)"
+  cmake_ok || apt_try cmake || timeout 90 python3 -m pip install -q cmake || true
+  have_gtest || apt_try libgtest-dev || true
+  command -v make > /dev/null || apt_try make || true
+  command -v g++ > /dev/null || apt_try g++ || true
+  for mod in numpy pytest; do
+    python3 -c "import $mod" > /dev/null 2>&1 && continue
+    timeout 90 python3 -m pip install -q "$mod" || timeout 90 python3 -m pip install -q --break-system-packages "$mod" || true
+  done
+  echo "---- tools"
+  echo "nvcc: $(command -v nvcc || echo missing)"; nvcc --version 2>&1 | tail -2
+  echo "cmake: $(cmake --version 2>&1 | head -1)"
+  echo "compute-sanitizer: ${sanitizer:-missing}"
+  echo "gtest: $(have_gtest && echo present || echo missing)"
+  python3 -c 'import numpy, sys; print("numpy", numpy.__version__, "python", sys.version.split()[0])' 2>&1
+  python3 -c 'import pytest; print("pytest", pytest.__version__)' 2>&1
+} >> "$envlog" 2>&1
+gpu_name=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2> /dev/null | head -1)
+log "gpu-check.sh: ${gpu_name:-no GPU visible to nvidia-smi}; $jobs cores; logs in $out"
+
+# ---- 2. configure and build -----------------------------------------------------------------------------------
+buildlog=$out/build.log
+: > "$buildlog"
+configure() {
+  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$1" \
+    -DHOPE_BUILD_TESTS=ON -DHOPE_BUILD_BENCHMARKS=ON >> "$buildlog" 2>&1
+}
+t0=$SECONDS
+archs=native
+if ! configure native; then
+  echo "---- configure with native failed; retrying with 90" >> "$buildlog"
+  rm -rf "$build"
+  archs=90
+  configure 90
+fi
+cfg_rc=$?
+built=0
+if [ $cfg_rc -ne 0 ]; then
+  record "configure" "FAIL (see build.log)"
+else
+  record "configure" "PASS (CUDA architectures: $archs)"
+  if cmake --build "$build" -j"$jobs" >> "$buildlog" 2>&1; then
+    record "build" "PASS ($((SECONDS - t0)) s)"
+    built=1
+  else
+    record "build" "FAIL (see build.log)"
+    tail -40 "$buildlog"
+  fi
+fi
+trim_log "$buildlog"
+
+tests_bin=$build/tests/hope_tests
+bench_bin=$build/benchmarks/hope_bench
+
+# ---- 3. ctest -----------------------------------------------------------------------------------------------
+ctestlog=$out/ctest.log
+if [ $built = 1 ]; then
+  t0=$SECONDS
+  ctest --test-dir "$build" --output-on-failure -j"$((jobs > 8 ? 8 : jobs))" --timeout 240 > "$ctestlog" 2>&1
+  rc=$?
+  line=$(grep -E 'tests passed|tests failed' "$ctestlog" | tail -1)
+  skipped=$(grep -c -E '\*\*\*Skipped|Not Run' "$ctestlog")
+  if [ $rc -eq 0 ]; then record "ctest" "PASS ($((SECONDS - t0)) s; $line; $skipped skipped)"
+  else record "ctest" "FAIL ($line)"; grep -E '\(Failed\)|\(Timeout\)|\*\*\*Exception|SEGFAULT' "$ctestlog" | head -40; fi
+  if [ "$skipped" -gt 0 ]; then
+    echo "ctest: $skipped tests skipped (on a GPU machine only tests that skip for another reason should):" >> "$summary"
+    grep -E '\*\*\*Skipped' "$ctestlog" | head -20 >> "$summary"
+  fi
+  trim_log "$ctestlog"
+else
+  record "ctest" "SKIP (no build)"
+fi
+
+# ---- 4. pytest ----------------------------------------------------------------------------------------------
+pylog=$out/pytest.log
+if [ $built = 1 ] && [ -d python/tests ] && python3 -c 'import numpy, pytest' > /dev/null 2>&1; then
+  t0=$SECONDS
+  HOPE_ATTN_LIBRARY="$build/libhope_attn.so" PYTHONPATH="$repo/python${PYTHONPATH:+:$PYTHONPATH}" \
+    timeout 180 python3 -m pytest -q -p no:cacheprovider python/tests > "$pylog" 2>&1
+  rc=$?
+  line=$(tail -1 "$pylog")
+  if [ $rc -eq 0 ]; then record "pytest" "PASS ($((SECONDS - t0)) s; $line)"; else record "pytest" "FAIL ($line)"; fi
+  trim_log "$pylog"
+else
+  record "pytest" "SKIP (no build, or numpy/pytest not importable)"
+fi
+
+# ---- 5. compute-sanitizer -------------------------------------------------------------------------------------
+sanlog=$out/sanitizers.log
+: > "$sanlog"
+run_sanitizer() { # run_sanitizer TOOL FILTER TIMEOUT FATAL(1/0) [extra args]
+  local tool=$1 filter=$2 limit=$3 fatal=$4; shift 4
+  if [ $built = 1 ] && [ -n "$sanitizer" ] && [ -x "$tests_bin" ]; then :; else
+    record "$tool" "SKIP (no build or no compute-sanitizer)"; return; fi
+  local left=$((budget - $(elapsed) - 60))  # keep a minute for the benchmarks
+  if [ "$left" -lt 30 ]; then record "$tool" "SKIP (time budget spent)" "$fatal"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$SECONDS first
+  first=$(($(wc -l < "$sanlog") + 1))
+  echo "==== compute-sanitizer --tool $tool, filter $filter, limit ${limit}s" >> "$sanlog"
+  HOPE_TEST_QUICK=1 timeout "$limit" "$sanitizer" --tool "$tool" --error-exitcode 97 --report-api-errors no "$@" \
+    "$tests_bin" --gtest_filter="$filter" --gtest_brief=1 >> "$sanlog" 2>&1
+  local rc=$?
+  local errs
+  errs=$(tail -n +"$first" "$sanlog" | grep -E '========= ERROR SUMMARY' | tail -1)
+  if [ $rc -eq 0 ]; then record "$tool" "PASS ($((SECONDS - t0)) s; ${errs:-no summary})"
+  elif [ $rc -eq 124 ]; then
+    # Not a finding: the tests ran out of time under the tool (errors found so far would show as FAIL).
+    record "$tool" "TIMEOUT (incomplete after ${limit}s, ${errs:-no errors reported before the cut}; narrow the filter)"
+  elif [ $rc -eq 97 ]; then record "$tool" "FAIL (sanitizer errors: ${errs})" "$fatal"
+  else record "$tool" "FAIL (exit $rc: a test failed under the sanitizer)" "$fatal"; fi
+}
+run_sanitizer memcheck "$memcheck_filter" 180 1 --leak-check no
+run_sanitizer racecheck "$racecheck_filter" 120 1 --racecheck-report all
+run_sanitizer initcheck "$initcheck_filter" 60 0
+trim_log "$sanlog"
+
+# ---- 6. benchmarks ------------------------------------------------------------------------------------------
+benchlog=$out/bench.log
+if [ $built = 1 ] && [ -x "$bench_bin" ]; then
+  t0=$SECONDS
+  left=$((budget - $(elapsed) + 20))
+  [ "$left" -lt 30 ] && left=30
+  # shellcheck disable=SC2086
+  timeout "$left" "$bench_bin" --json "$out/bench.json" ${HOPE_BENCH_ARGS:-} > "$benchlog" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ]; then record "bench" "PASS ($((SECONDS - t0)) s)"; else record "bench" "FAIL (exit $rc)"; fi
+  trim_log "$benchlog"
+else
+  record "bench" "SKIP (no build)"
+fi
+
+# ---- summary --------------------------------------------------------------------------------------------------
+{
+  echo
+  echo "==== gpu-check summary ($(elapsed) s; GPU: ${gpu_name:-none})"
+  for i in "${!names[@]}"; do printf '  %-10s %s\n' "${names[$i]}" "${results[$i]}"; done
+  if [ -f "$benchlog" ]; then echo; echo "==== benchmarks"; grep -v '^wrote ' "$benchlog" | head -40; fi
+  echo
+  if [ $failed -ne 0 ]; then echo "gpu-check.sh: FAILED (logs in $out)"; else echo "gpu-check.sh: OK (logs in $out)"; fi
+} | tee -a "$summary"
+exit $failed
