@@ -382,7 +382,7 @@ __global__ void __launch_bounds__(128, 3) decode_kernel(const DecodeArgs a) {
   }
 }
 
-// Launches decode_kernel<HEAD_DIM, T>; one explicit instance per generated decode_hd*_*.cu file.
+// Launches decode_kernel<HEAD_DIM, T>; one explicit instance per generated kernels/instances/decode_hd*_*_sm80.cu
 template <int HEAD_DIM, typename T>
 hope_status_t launch_decode(const DecodeArgs &a, int32_t row_blocks, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.batch) * static_cast<unsigned>(a.hk), static_cast<unsigned>(a.num_splits),
