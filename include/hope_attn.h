@@ -167,7 +167,8 @@ enum { HOPE_COMPONENT_NONE = -1, HOPE_COMPONENT_T = 0, HOPE_COMPONENT_H = 1, HOP
 HOPE_API hope_status_t hope_rope_components(const hope_rope_config_t *config, int32_t *components);
 
 /* Host reference of §3. positions: host [3][n] as built above; cos_out and sin_out: host float32
- * [n][head_dim/2]. Angles are computed in double. */
+ * [n][head_dim/2]. Angles are computed in double. A non-finite position on a row that some pair reads is
+ * INVALID_VALUE (nothing is written). */
 HOPE_API hope_status_t hope_rope_cos_sin(const hope_rope_config_t *config, const float *positions, int64_t n,
                                          float *cos_out, float *sin_out);
 
@@ -209,7 +210,8 @@ typedef enum { HOPE_BACKEND_CUDA = 0, HOPE_BACKEND_CPU = 1 } hope_backend_t;
 /* Rotates x[token][head][0:head_dim] by its token's (cos, sin) into out, rotate-half, in float32 registers.
  * Heads of one token are contiguous (head stride head_dim); tokens are x_row_stride elements apart, so a
  * slice of a fused QKV buffer [tokens][(Hq + 2 Hk) * d] can be rotated in one call (num_heads = Hq + Hk).
- * out may equal x (in place); otherwise the two must not overlap. */
+ * out may equal x (in place; with more than one token the two row strides must then be equal); otherwise the
+ * two must not overlap (INVALID_VALUE). */
 typedef struct {
   int32_t backend;            /* hope_backend_t: CUDA takes device pointers, CPU host pointers */
   int32_t dtype;              /* hope_dtype_t of x and out */
@@ -252,14 +254,20 @@ typedef struct {
 
 /* softmax(scale * rot(q) rot(k)^T + mask) v per sequence and head, float32 accumulation.
  * CPU backend: every check of SPEC §5, including cu_seqlens and max_seqlen_* (which must bound the true
- * lengths). CUDA backend: cu_seqlens live in device memory and are the caller's promise; supported head_dims
- * and dtypes are those of the fused kernel (float16/bfloat16; 64, 128, 256). */
+ * lengths); all three dtypes, any even head_dim up to 1024.
+ * CUDA backend: one fused FlashAttention-2-style kernel (sm80 family: mma.sync; runs on A100, H100, H200);
+ * float16/bfloat16 and head_dim 64, 128, 256 (anything else is NOT_SUPPORTED with a message: use the CPU
+ * backend or hope_attention_forward_unfused); q/k/v pointers and row strides 16-byte aligned. cu_seqlens
+ * live in device memory and are the caller's promise. When k_rotated is given, K is rotated once into it
+ * by a memory-bound pre-pass and the attention kernel reads it; otherwise K tiles are rotated in shared
+ * memory. No allocation or synchronisation: the call can be captured in a CUDA graph. */
 HOPE_API hope_status_t hope_attention_forward(const hope_attention_params_t *params, void *stream);
 
 /* The unfused GPU reference: rotation, then cuBLAS Q.K^T, a float32 masked softmax that writes LSE, then
- * cuBLAS P.V. Needs a device workspace of O(num_q_heads * max_seqlen_q * max_seqlen_k) floats, sized by
- * hope_attention_unfused_workspace_size; a smaller one gives HOPE_ERROR_OUT_OF_MEMORY and writes nothing.
- * CUDA backend only; all three dtypes; any even head_dim up to 1024. */
+ * cuBLAS P.V. Needs a device workspace of O(num_q_heads * batch * max_seqlen_q * max_seqlen_k) floats, sized
+ * by hope_attention_unfused_workspace_size; a smaller one gives HOPE_ERROR_OUT_OF_MEMORY and writes nothing.
+ * CUDA backend only; all three dtypes; any even head_dim up to 1024. The first call on a device creates its
+ * cuBLAS handle (which allocates): make one call before capturing a CUDA graph. */
 HOPE_API hope_status_t hope_attention_unfused_workspace_size(const hope_attention_params_t *params,
                                                              size_t *workspace_bytes);
 HOPE_API hope_status_t hope_attention_forward_unfused(const hope_attention_params_t *params, void *workspace,
