@@ -328,7 +328,8 @@ HOPE_API hope_status_t hope_decode_forward(const hope_decode_params_t *params, v
 
 /* Merges two partial attention states over disjoint key sets into the softmax over their union:
  * lse = log(exp(lse_a) + exp(lse_b)), out = (exp(lse_a - lse) o_a + exp(lse_b - lse) o_b).
- * A side with lse = -inf contributes nothing; both -inf gives out = 0, lse = -inf. out may alias o_a or o_b. */
+ * A side with lse = -inf contributes nothing; both -inf gives out = 0, lse = -inf. out may alias o_a or o_b,
+ * and lse_out may alias lse_a or lse_b (an in-place merge). */
 typedef struct {
   int32_t backend;              /* hope_backend_t */
   int32_t dtype;                /* hope_dtype_t of o_a, o_b, out */

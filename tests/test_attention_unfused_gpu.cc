@@ -4,6 +4,7 @@
 // compute-sanitizer by scripts/gpu-check.sh).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -184,9 +185,15 @@ void upload(const Problem &pr, DeviceInputs *di) {
     if (e != cudaSuccess) return e;
     return cudaMemcpy(dst->ptr, src, bytes, cudaMemcpyHostToDevice);
   };
-  CUDA_OK(put(&di->q, pr.q.data(), pr.q.bytes.size()));
-  CUDA_OK(put(&di->k, pr.k.data(), pr.k.bytes.size()));
-  CUDA_OK(put(&di->v, pr.v.data(), pr.v.bytes.size()));
+  // q, k and v must be non-NULL whenever batch > 0 (the library cannot see device cu_seqlens), even when the
+  // totals are 0: an empty tensor gets a 16-byte placeholder that nothing may read.
+  auto put_tensor = [&put](DeviceBuffer *dst, const Tensor &t) -> cudaError_t {
+    if (t.bytes.empty()) return dst->alloc(16);
+    return put(dst, t.data(), t.bytes.size());
+  };
+  CUDA_OK(put_tensor(&di->q, pr.q));
+  CUDA_OK(put_tensor(&di->k, pr.k));
+  CUDA_OK(put_tensor(&di->v, pr.v));
   CUDA_OK(put(&di->cu_q, pr.cu_q.data(), pr.cu_q.size() * sizeof(int32_t)));
   CUDA_OK(put(&di->cu_k, pr.cu_k.data(), pr.cu_k.size() * sizeof(int32_t)));
   CUDA_OK(put(&di->cos_q, pr.cos_q.data(), pr.cos_q.size() * sizeof(float)));
@@ -228,7 +235,8 @@ struct DeviceOutputs {
 };
 void alloc_poisoned(const Problem &pr, DeviceOutputs *dout) {
   const size_t es = hope_test::dtype_size(pr.c.dtype);
-  CUDA_OK(dout->out.alloc(static_cast<size_t>(pr.total_q) * pr.c.hq * pr.c.head_dim * es));
+  // out must be non-NULL even when total_q is 0 (see upload): at least one element, poisoned like the rest.
+  CUDA_OK(dout->out.alloc(std::max<size_t>(static_cast<size_t>(pr.total_q) * pr.c.hq * pr.c.head_dim * es, es)));
   CUDA_OK(dout->lse.alloc(pr.c.with_lse ? static_cast<size_t>(pr.total_q) * pr.c.hq * sizeof(float) : 0));
   CUDA_OK(dout->krot.alloc(pr.c.k_rotated ? static_cast<size_t>(pr.total_k) * pr.c.hk * pr.c.head_dim * es : 0));
   for (DeviceBuffer *b : {&dout->out, &dout->lse, &dout->krot})

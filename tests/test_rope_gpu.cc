@@ -1,7 +1,8 @@
 // GPU tests of the rotary pieces (skip without a GPU through hope_test::GpuTest): device cos/sin caches filled
 // from host and device positions against the host double tables, and hope_rope_apply on the CUDA backend
 // against the float64 reference (every kind and dtype, positions above 100 000, strides, in place, odd token
-// counts, the unaligned fallback), with poisoned outputs and guard checks. Also a bandwidth check.
+// counts, the unaligned fallback), with poisoned outputs and guard checks. Speed is measured by
+// benchmarks/hope_bench (rope_apply against a device-to-device copy), not here.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -493,6 +494,5 @@ TEST_F(RopeApplyGpuMisc, DeviceCacheFeedsApply) {
                             term_sizes(xv, d)));
   EXPECT_HOPE_OK(hope_rope_cache_destroy(cache));
 }
-
 
 }  // namespace
