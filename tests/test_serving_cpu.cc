@@ -378,7 +378,9 @@ TEST_P(MergeStatesCpu, MatchesFloat64WithInfiniteSides) {
     Tensor out(dtype, n_o);
     out.poison();
     Tensor a_copy = oa;
-    std::vector<float> lo(n_l, std::nanf(""));
+    std::vector<float> la_copy = la;  // alias 1 merges in place: out = o_a and lse_out = lse_a
+    std::vector<float> lo_own(n_l, std::nanf(""));
+    std::vector<float> &lo = alias ? la_copy : lo_own;
     hope_merge_params_t p{};
     p.backend = HOPE_BACKEND_CPU;
     p.dtype = dtype;
@@ -387,9 +389,9 @@ TEST_P(MergeStatesCpu, MatchesFloat64WithInfiniteSides) {
     p.head_dim = d;
     p.o_a = a_copy.data();
     p.o_b = ob.data();
-    p.lse_a = la.data();
+    p.lse_a = la_copy.data();
     p.lse_b = lb.data();
-    p.out = alias ? a_copy.data() : out.data();  // out may alias o_a
+    p.out = alias ? a_copy.data() : out.data();
     p.lse_out = lo.data();
     ASSERT_HOPE_OK(hope_merge_states(&p, nullptr));
     const std::vector<double> got = alias ? a_copy.values() : out.values();
