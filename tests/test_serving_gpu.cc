@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -604,6 +605,143 @@ TEST_F(ServingGpu, DecodeStepIsGraphCapturable) {
   ASSERT_CUDA(dout.download(out.data(), out.size() * 2));
   for (uint16_t x : out) ASSERT_EQ(x, 0u) << "zero q and v give a zero output";
   ASSERT_CUDA(cudaStreamDestroy(stream));
+}
+
+// Element offsets past 2^31: the sequences' pages sit above page 2^31 / (page_size * num_kv_heads * head_dim), so
+// an int32 product anywhere in the page/slot/head indexing reads the wrong (poisoned) place. Needs about 9 GB of
+// device memory; skipped when it is not free or under HOPE_TEST_QUICK (compute-sanitizer runs).
+TEST_F(ServingGpu, DecodeIndexesPagesPast2To31Elements) {
+  const char *quick = std::getenv("HOPE_TEST_QUICK");
+  if (quick != nullptr && quick[0] != '\0' && quick[0] != '0') GTEST_SKIP() << "HOPE_TEST_QUICK: 9 GB cache skipped";
+  PagedDecodeCase c = make_case("offset", HOPE_DTYPE_BFLOAT16, 8, 1, 128, 16, {2, 1}, {300, 77}, true, 3);
+  const PagedDecodeData d = hope_ref::make_paged_decode(c, 2024);
+  const int64_t page_elems = static_cast<int64_t>(c.page_size) * c.hk * c.head_dim;
+  const int64_t offset_pages = (int64_t{1} << 31) / page_elems + 1;
+  const int64_t total_pages = offset_pages + d.num_pages;
+  const size_t big_bytes = static_cast<size_t>(total_pages * page_elems) * 2;
+  size_t free_bytes = 0, total_bytes = 0;
+  ASSERT_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
+  if (free_bytes < 2 * big_bytes + (size_t{1} << 30)) GTEST_SKIP() << "not enough free device memory";
+
+  // The compact cache (pages 0..num_pages) built by the CPU backend, then copied to pages offset_pages.. on the GPU.
+  const size_t compact_elems = static_cast<size_t>(d.num_pages * page_elems);
+  Tensor k = to_tensor(c.dtype, d.k), v = to_tensor(c.dtype, d.v), q = to_tensor(c.dtype, d.q);
+  Tensor ck(c.dtype, compact_elems), cv(c.dtype, compact_elems);
+  ck.poison();
+  cv.poison();
+  hope_kv_append_params_t ap{};
+  ap.backend = HOPE_BACKEND_CPU;
+  ap.cache.dtype = c.dtype;
+  ap.cache.num_pages = d.num_pages;
+  ap.cache.page_size = c.page_size;
+  ap.cache.num_kv_heads = c.hk;
+  ap.cache.head_dim = c.head_dim;
+  ap.cache.k_pages = ck.data();
+  ap.cache.v_pages = cv.data();
+  ap.num_tokens = d.total_k;
+  ap.k = k.data();
+  ap.v = v.data();
+  ap.slot_mapping = d.slots.data();
+  ap.cos_k = d.cos_k.data();
+  ap.sin_k = d.sin_k.data();
+  ASSERT_HOPE_OK(hope_kv_append(&ap, nullptr));
+
+  DeviceBuffer kp(big_bytes), vp(big_bytes);
+  ASSERT_TRUE(kp.ok() && vp.ok()) << "cudaMalloc of the large cache failed";
+  const size_t at = static_cast<size_t>(offset_pages * page_elems) * 2;
+  ASSERT_CUDA(cudaMemcpy(kp.as<char>() + at, ck.data(), ck.bytes.size(), cudaMemcpyHostToDevice));
+  ASSERT_CUDA(cudaMemcpy(vp.as<char>() + at, cv.data(), cv.bytes.size(), cudaMemcpyHostToDevice));
+  std::vector<int32_t> table = d.page_table;
+  for (auto &e : table)
+    if (e >= 0) e += static_cast<int32_t>(offset_pages);
+  const size_t out_elems = static_cast<size_t>(d.total_q) * c.hq * c.head_dim;
+  const size_t lse_elems = static_cast<size_t>(c.hq) * d.total_q;
+  DeviceBuffer dq(q.bytes.size()), dcos(d.cos_q.size() * 4), dsin(d.sin_q.size() * 4), dcu(d.cu_q.size() * 4),
+      dlens(c.lens.size() * 4), dtable(table.size() * 4), dout(out_elems * 2), dlse(lse_elems * 4);
+  for (const DeviceBuffer *b : {&dq, &dcos, &dsin, &dcu, &dlens, &dtable, &dout, &dlse}) ASSERT_TRUE(b->ok());
+  ASSERT_CUDA(dq.upload(q.data(), q.bytes.size()));
+  ASSERT_CUDA(dcos.upload(d.cos_q.data(), d.cos_q.size() * 4));
+  ASSERT_CUDA(dsin.upload(d.sin_q.data(), d.sin_q.size() * 4));
+  ASSERT_CUDA(dcu.upload(d.cu_q.data(), d.cu_q.size() * 4));
+  ASSERT_CUDA(dlens.upload(c.lens.data(), c.lens.size() * 4));
+  ASSERT_CUDA(dtable.upload(table.data(), table.size() * 4));
+
+  std::vector<double> q_rot =
+      hope_ref::rotate_rows(as_double(d.q), d.total_q, c.hq, c.head_dim, d.cos_q.data(), d.sin_q.data());
+  for (auto &x : q_rot) x = hope_test::round_to(c.dtype, static_cast<float>(x));
+  std::vector<double> ref_out, ref_lse;
+  hope_ref::paged_decode(c, d, q_rot, ck.values(), cv.values(), 0.0, &ref_out, &ref_lse);
+
+  for (int splits : {1, 3}) {
+    hope_decode_params_t p{};
+    p.backend = HOPE_BACKEND_CUDA;
+    p.cache = ap.cache;
+    p.cache.num_pages = static_cast<int32_t>(total_pages);
+    p.cache.k_pages = kp.get();
+    p.cache.v_pages = vp.get();
+    p.batch = d.batch;
+    p.num_q_heads = c.hq;
+    p.cu_seqlens_q = dcu.as<int32_t>();
+    p.max_seqlen_q = d.max_q;
+    p.seq_lens = dlens.as<int32_t>();
+    p.max_seqlen_k = d.max_k;
+    p.page_table = dtable.as<int32_t>();
+    p.max_pages_per_seq = d.max_pages;
+    p.q = dq.get();
+    p.out = dout.get();
+    p.lse = dlse.as<float>();
+    p.cos_q = dcos.as<float>();
+    p.sin_q = dsin.as<float>();
+    p.causal = 1;
+    p.num_splits = splits;
+    size_t ws_bytes = 0;
+    ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
+    DeviceBuffer ws(std::max<size_t>(ws_bytes, 1));
+    ASSERT_TRUE(ws.ok());
+    ASSERT_CUDA(cudaMemset(dout.get(), 0xff, out_elems * 2));
+    ASSERT_CUDA(cudaMemset(dlse.get(), 0xff, lse_elems * 4));
+    ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.get() : nullptr, ws_bytes, nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    Tensor out(c.dtype, out_elems);
+    std::vector<float> lse(lse_elems);
+    ASSERT_CUDA(dout.download(out.data(), out.bytes.size()));
+    ASSERT_CUDA(dlse.download(lse.data(), lse.size() * 4));
+    const std::vector<double> got = out.values();
+    EXPECT_LE(hope_test::relative_error(got, ref_out), out_tol(c.dtype)) << splits << " splits";
+    EXPECT_TRUE(hope_test::all_close(std::vector<double>(lse.begin(), lse.end()), ref_lse, lse_tol(c.dtype)))
+        << splits << " splits";
+  }
+
+  // hope_kv_append on the GPU into the same high pages (re-poisoned first) must reproduce the CPU's pages.
+  DeviceBuffer dk(k.bytes.size()), dv(v.bytes.size()), dslots(d.slots.size() * 8), dcos_k(d.cos_k.size() * 4),
+      dsin_k(d.sin_k.size() * 4);
+  for (const DeviceBuffer *b : {&dk, &dv, &dslots, &dcos_k, &dsin_k}) ASSERT_TRUE(b->ok());
+  std::vector<int64_t> slots = d.slots;
+  for (auto &sl : slots) sl += offset_pages * c.page_size;
+  ASSERT_CUDA(dk.upload(k.data(), k.bytes.size()));
+  ASSERT_CUDA(dv.upload(v.data(), v.bytes.size()));
+  ASSERT_CUDA(dslots.upload(slots.data(), slots.size() * 8));
+  ASSERT_CUDA(dcos_k.upload(d.cos_k.data(), d.cos_k.size() * 4));
+  ASSERT_CUDA(dsin_k.upload(d.sin_k.data(), d.sin_k.size() * 4));
+  ASSERT_CUDA(cudaMemset(kp.as<char>() + at, 0xff, ck.bytes.size()));
+  ASSERT_CUDA(cudaMemset(vp.as<char>() + at, 0xff, cv.bytes.size()));
+  hope_kv_append_params_t gap = ap;
+  gap.backend = HOPE_BACKEND_CUDA;
+  gap.cache.num_pages = static_cast<int32_t>(total_pages);
+  gap.cache.k_pages = kp.get();
+  gap.cache.v_pages = vp.get();
+  gap.k = dk.get();
+  gap.v = dv.get();
+  gap.slot_mapping = dslots.as<int64_t>();
+  gap.cos_k = dcos_k.as<float>();
+  gap.sin_k = dsin_k.as<float>();
+  ASSERT_HOPE_OK(hope_kv_append(&gap, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  Tensor gk(c.dtype, compact_elems), gv(c.dtype, compact_elems);
+  ASSERT_CUDA(cudaMemcpy(gk.data(), kp.as<char>() + at, gk.bytes.size(), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(cudaMemcpy(gv.data(), vp.as<char>() + at, gv.bytes.size(), cudaMemcpyDeviceToHost));
+  EXPECT_TRUE(hope_test::all_close(gk.values(), ck.values(), 1e-6, 1.0 / 128)) << "GPU append above 2^31 elements";
+  EXPECT_EQ(std::memcmp(gv.data(), cv.data(), gv.bytes.size()), 0) << "GPU append of values above 2^31 elements";
 }
 
 }  // namespace

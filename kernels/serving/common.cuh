@@ -65,15 +65,16 @@ __device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
   return raw;
 }
 
-// 16-byte asynchronous copy global -> shared; src_bytes 0 writes 16 zero bytes and reads nothing.
+// 16-byte asynchronous copy global -> shared; src_bytes 0 writes 16 zero bytes and reads nothing. The "memory"
+// clobbers keep the compiler from moving shared-memory accesses across the copy, commit and wait.
 __device__ __forceinline__ void cp_async_16(void *smem, const void *gmem, int src_bytes) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 // Checks the launch just made; returns a status with a message naming `fn` and `what`.
