@@ -444,17 +444,17 @@ TEST_P(MergeStatesGpu, MatchesFloat64WithInfiniteSides) {
     p.o_b = db.get();
     p.lse_a = dla.as<float>();
     p.lse_b = dlb.as<float>();
-    p.out = alias ? da.get() : dout.get();
-    p.lse_out = dlo.as<float>();
+    p.out = alias ? da.get() : dout.get();  // alias 1 merges in place: out = o_a and lse_out = lse_a
+    p.lse_out = alias ? dla.as<float>() : dlo.as<float>();
     ASSERT_HOPE_OK(hope_merge_states(&p, nullptr));
     ASSERT_CUDA(cudaDeviceSynchronize());
     Tensor got(dtype, n_o);
     std::vector<float> lo(n_l);
     ASSERT_CUDA((alias ? da : dout).download(got.data(), got.bytes.size()));
-    ASSERT_CUDA(dlo.download(lo.data(), n_l * 4));
+    ASSERT_CUDA((alias ? dla : dlo).download(lo.data(), n_l * 4));
     EXPECT_TRUE(hope_test::all_close(got.values(), ref_o, otol, otol)) << "alias " << alias;
     EXPECT_TRUE(hope_test::all_close(std::vector<double>(lo.begin(), lo.end()), ref_l, 1e-5, 1e-6));
-    EXPECT_TRUE(dout.guard_intact() && dlo.guard_intact() && da.guard_intact());
+    EXPECT_TRUE(dout.guard_intact() && dlo.guard_intact() && da.guard_intact() && dla.guard_intact());
   }
 }
 
