@@ -70,17 +70,17 @@ class Harness {
   const std::vector<Result> &results() const { return results_; }
 
   void print_table(FILE *f) const {
-    std::fprintf(f, "%-44s %-34s %10s %10s %9s %7s\n", "case", "shape", "median ms", "GB/s", "TFLOP/s", "%copy");
+    std::fprintf(f, "%-58s %-34s %10s %10s %9s %7s\n", "case", "shape", "median ms", "GB/s", "TFLOP/s", "%copy");
     for (const Result &r : results_) {
       if (r.skipped) {
-        std::fprintf(f, "%-44s %-34s %10s  skipped: %s\n", r.name.c_str(), r.shape.c_str(), "-", r.note.c_str());
+        std::fprintf(f, "%-58s %-34s %10s  skipped: %s\n", r.name.c_str(), r.shape.c_str(), "-", r.note.c_str());
         continue;
       }
       char gb[32] = "-", tf[32] = "-", fr[32] = "-";
       if (r.gbps > 0) std::snprintf(gb, sizeof gb, "%.1f", r.gbps);
       if (r.tflops > 0) std::snprintf(tf, sizeof tf, "%.2f", r.tflops);
       if (r.fraction_of_copy > 0) std::snprintf(fr, sizeof fr, "%.1f", 100.0 * r.fraction_of_copy);
-      std::fprintf(f, "%-44s %-34s %10.4f %10s %9s %7s\n", r.name.c_str(), r.shape.c_str(), r.median_ms, gb, tf, fr);
+      std::fprintf(f, "%-58s %-34s %10.4f %10s %9s %7s\n", r.name.c_str(), r.shape.c_str(), r.median_ms, gb, tf, fr);
     }
   }
 

@@ -12,8 +12,9 @@ N in {2048, 8192, 32768}. Rows:
   torch sdpa flash / cudnn        torch.nn.attention.sdpa_kernel(backend), no rotation
   torch rotate + sdpa flash/cudnn a plain torch rotate-half pass on q and k, then SDPA
 Timing: CUDA events around each call, warm-up first, the median of the timed runs. TFLOP/s counts
-4 * N^2 * d * Hq / 2 (causal). Writes prefill_bench.json, prefill_bench.md and (when matplotlib is present)
-prefill_bench.png into $OUT if set, else benchmarks/results/.
+4 * N^2 * d * Hq / 2 (causal). Writes two files into --out ($OUT if set, else benchmarks/results/):
+prefill_bench.json and (when matplotlib is present) prefill_bench.png, and appends its markdown table to
+--markdown (default: bench.md in the same folder). Without PyTorch or a CUDA device it prints why and exits 0.
 
 The library: $HOPE_ATTN_LIBRARY, else build-gpu/libhope_attn.so (then build/) under the repository root.
 Every row is independent: a failure is recorded in the results and the next row runs.
@@ -158,10 +159,8 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--unfused-max-seqlen", type=int, default=8192)
     ap.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--markdown", default=None, help="markdown file to append the table to (default OUT/bench.md)")
     args = ap.parse_args()
-
-    out_dir = pathlib.Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     results = {"benchmark": "prefill", "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                "shape": {"dtype": "bfloat16", "head_dim": args.head_dim, "num_q_heads": args.hq,
                          "num_kv_heads": args.hk, "causal": True, "batch": 1},
@@ -170,11 +169,14 @@ def main():
     try:
         import torch
     except Exception as e:  # noqa: BLE001
-        print(f"PyTorch is not available: {e}", file=sys.stderr)
-        return 1
+        print(f"prefill_bench: PyTorch is not available ({e}): skipped")
+        return 0
     if not torch.cuda.is_available():
-        print("no CUDA device: nothing to benchmark", file=sys.stderr)
-        return 1
+        print("prefill_bench: no CUDA device: skipped")
+        return 0
+    out_dir = pathlib.Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = pathlib.Path(args.markdown) if args.markdown else out_dir / "bench.md"
     results["device"] = torch.cuda.get_device_name()
     results["torch"] = torch.__version__
     results["cuda"] = torch.version.cuda
@@ -346,16 +348,16 @@ def main():
         torch.cuda.empty_cache()
 
     (out_dir / "prefill_bench.json").write_text(json.dumps(results, indent=2))
-    write_markdown(results, out_dir / "prefill_bench.md")
+    append_markdown(results, md_path)
     write_plot(results, out_dir / "prefill_bench.png")
-    print(f"wrote {out_dir / 'prefill_bench.json'} and prefill_bench.md")
+    print(f"wrote {out_dir / 'prefill_bench.json'} (and prefill_bench.png with matplotlib); table appended to {md_path}")
     return 0
 
 
-def write_markdown(results, path):
+def append_markdown(results, path):
     seqlens = sorted({r["seqlen"] for r in results["rows"]})
     names = list(dict.fromkeys(r["name"] for r in results["rows"]))
-    lines = [f"# Prefill attention, {results.get('device', '?')}", "",
+    lines = [f"## Prefill attention, {results.get('device', '?')}", "",
              f"bf16, head_dim {results['shape']['head_dim']}, causal, Hq {results['shape']['num_q_heads']}, "
              f"Hk {results['shape']['num_kv_heads']}, batch 1. Median ms (TFLOP/s, {results['flops_formula']}). "
              f"torch {results.get('torch', '?')}, CUDA {results.get('cuda', '?')}.", "",
@@ -384,7 +386,8 @@ def write_markdown(results, path):
     errs += [f"- {e}" for e in results["errors"]]
     if errs:
         lines += ["", "Errors:", ""] + errs
-    path.write_text("\n".join(lines) + "\n")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n\n")
 
 
 def write_plot(results, path):

@@ -3,6 +3,13 @@
 #
 #   scripts/gpu-check.sh            # from the repository root (or anywhere: it finds the root itself)
 #
+# How it is invoked. The lent machine has no network, so GoogleTest travels with the working tree as sources
+# in .deps/googletest (tests/CMakeLists.txt builds them when no installed GTest is found):
+#   on the dev machine:   mkdir -p .deps && cp -r /usr/src/googletest .deps/
+#   then the device tool: run with carry [".deps"] and command `bash scripts/gpu-check.sh`
+# Without an installed GTest, .deps/googletest or /usr/src/googletest it says so clearly, fails the "gtest"
+# step, and still builds the library and the benchmarks (tests off) so the benchmarks run.
+#
 # 1. environment: GPU, driver, toolkit; best-effort installs of what is missing (cmake, GoogleTest, numpy,
 #    pytest) that skip quietly when already present or when there is no network;
 # 2. configure build-gpu/ with -DCMAKE_CUDA_ARCHITECTURES=native (falls back to 90) and benchmarks ON;
@@ -12,12 +19,24 @@
 # 5. the GPU GoogleTest suites (names containing "Gpu") under compute-sanitizer: memcheck and racecheck
 #    (errors fail the run) and initcheck (advisory), with HOPE_TEST_QUICK=1 so the tests use modest sizes;
 #    a tool that runs out of its time slice reports TIMEOUT (incomplete, not a failure);
-# 6. the benchmarks (benchmarks/hope_bench) with JSON output.
+# 6. the benchmarks: benchmarks/hope_bench (C++), then, when python3 can import torch,
+#    benchmarks/prefill_bench.py and benchmarks/decode_bench.py (PyTorch SDPA comparisons).
 #
-# Logs and JSON go to "$OUT" when it is set (the device tool brings that folder back), else ./out/.
-# At most 8 files are written there, each kept under 16 MiB. Exits non-zero when a step fails.
+# Output goes to "$OUT" when it is set (the device tool brings that folder back), else ./out/. The device
+# tool returns at most 8 files, so exactly these 8 (at most) are written there, each kept under 16 MiB:
+#   summary.txt          step results, then every benchmark table (hope_bench's, and the two scripts' markdown)
+#   build.log            environment (GPU, driver, toolkit, installs) + configure + build
+#   tests.log            ctest + pytest + the compute-sanitizer runs, one "==== section" each
+#   bench.log            stdout/stderr of hope_bench, prefill_bench.py and decode_bench.py
+#   bench.json           hope_bench's results (one object per case)
+#   prefill_bench.json   prefill_bench.py's results
+#   prefill_bench.png    prefill_bench.py's plot (TFLOP/s against N; needs matplotlib)
+#   decode_bench.json    decode_bench.py's results
+# Scratch files live in a temporary folder and are removed at exit. Exits non-zero when a step fails.
 # Environment knobs: HOPE_GPU_CHECK_BUDGET (seconds, default 470: later steps are skipped when it runs out),
-# HOPE_MEMCHECK_FILTER, HOPE_RACECHECK_FILTER, HOPE_INITCHECK_FILTER (gtest filters), HOPE_BENCH_ARGS.
+# HOPE_BENCH_RESERVE (seconds kept for the benchmarks when the sanitizers run, default 170),
+# HOPE_MEMCHECK_FILTER, HOPE_RACECHECK_FILTER, HOPE_INITCHECK_FILTER (gtest filters), HOPE_BENCH_ARGS
+# (extra hope_bench arguments), HOPE_PY_BENCH=0 (skip the two Python benchmarks).
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +46,10 @@ mkdir -p "$out"
 build=$repo/build-gpu
 jobs=$(nproc 2> /dev/null || echo 4)
 budget=${HOPE_GPU_CHECK_BUDGET:-470}
+bench_reserve=${HOPE_BENCH_RESERVE:-170}
 start=$SECONDS
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
 
 memcheck_filter=${HOPE_MEMCHECK_FILTER:-'*Gpu*'}
 # racecheck serialises every shared-memory access: only the suites whose kernels use shared memory.
@@ -45,6 +67,10 @@ record() { # record NAME RESULT [fatal=1]
   names+=("$1"); results+=("$2")
   case $2 in FAIL*) [ "${3:-1}" = 1 ] && failed=1 ;; esac
 }
+# Appends a scratch log to one of the output logs under a section header: collect SRC DEST TITLE
+collect() {
+  { echo; echo "==== $3"; cat "$1" 2> /dev/null; } >> "$2"
+}
 # Keeps a log under the device tool's 16 MiB per-file limit (head and tail kept).
 trim_log() {
   local f=$1 max=$((15 * 1024 * 1024))
@@ -58,8 +84,11 @@ trim_log() {
 }
 
 # ---- 1. environment -----------------------------------------------------------------------------------------
-envlog=$out/env.log
+# The environment report opens build.log (env and build share one file: the 8-file limit).
+buildlog=$out/build.log
+envlog=$buildlog
 {
+  echo "==== environment"
   echo "date: $(date -u)"; echo "host: $(hostname)"; echo "cores: $jobs"
   uname -a
   nvidia-smi 2>&1 || echo "nvidia-smi: not available"
@@ -90,6 +119,14 @@ have_gtest() {
   [ -f /usr/include/gtest/gtest.h ] || [ -f /usr/local/include/gtest/gtest.h ] || \
     ls /usr/lib/*/cmake/GTest /usr/lib/cmake/GTest /usr/local/lib/cmake/GTest > /dev/null 2>&1
 }
+# GoogleTest sources tests/CMakeLists.txt can build instead of an installed package.
+gtest_sources() {
+  local d
+  for d in "$repo/.deps/googletest" /usr/src/googletest; do
+    if [ -f "$d/CMakeLists.txt" ]; then echo "$d"; return 0; fi
+  done
+  return 1
+}
 cmake_ok() { # the project needs CMake >= 3.24
   command -v cmake > /dev/null || return 1
   local v
@@ -110,7 +147,7 @@ cmake_ok() { # the project needs CMake >= 3.24
   echo "nvcc: $(command -v nvcc || echo missing)"; nvcc --version 2>&1 | tail -2
   echo "cmake: $(cmake --version 2>&1 | head -1)"
   echo "compute-sanitizer: ${sanitizer:-missing}"
-  echo "gtest: $(have_gtest && echo present || echo missing)"
+  echo "gtest: $(have_gtest && echo installed || echo 'not installed'); sources: $(gtest_sources || echo none)"
   python3 -c 'import numpy, sys; print("numpy", numpy.__version__, "python", sys.version.split()[0])' 2>&1
   python3 -c 'import pytest; print("pytest", pytest.__version__)' 2>&1
 } >> "$envlog" 2>&1
@@ -118,11 +155,22 @@ gpu_name=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2> /
 log "gpu-check.sh: ${gpu_name:-no GPU visible to nvidia-smi}; $jobs cores; logs in $out"
 
 # ---- 2. configure and build -----------------------------------------------------------------------------------
-buildlog=$out/build.log
-: > "$buildlog"
+build_tests=ON
+if have_gtest || gtest_sources > /dev/null; then
+  record "gtest" "PASS ($(have_gtest && echo installed || echo "sources in $(gtest_sources)"))"
+else
+  build_tests=OFF
+  msg="ERROR: GoogleTest not found: no installed GTest, no $repo/.deps/googletest, no /usr/src/googletest."
+  msg+=" On the dev machine run 'mkdir -p .deps && cp -r /usr/src/googletest .deps/' and pass carry [\".deps\"]"
+  msg+=" to the device tool. Building without the tests (the benchmarks still run)."
+  log "$msg"
+  echo "$msg" >&2
+  record "gtest" "FAIL (GoogleTest not found: tests not built; see the top of scripts/gpu-check.sh)"
+fi
+echo "==== configure and build (tests $build_tests)" >> "$buildlog"
 configure() {
   cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$1" \
-    -DHOPE_BUILD_TESTS=ON -DHOPE_BUILD_BENCHMARKS=ON >> "$buildlog" 2>&1
+    -DHOPE_BUILD_TESTS="$build_tests" -DHOPE_BUILD_BENCHMARKS=ON >> "$buildlog" 2>&1
 }
 t0=$SECONDS
 archs=native
@@ -152,8 +200,10 @@ tests_bin=$build/tests/hope_tests
 bench_bin=$build/benchmarks/hope_bench
 
 # ---- 3. ctest -----------------------------------------------------------------------------------------------
-ctestlog=$out/ctest.log
-if [ $built = 1 ]; then
+testslog=$out/tests.log
+: > "$testslog"
+ctestlog=$scratch/ctest.log
+if [ $built = 1 ] && [ $build_tests = ON ]; then
   t0=$SECONDS
   ctest --test-dir "$build" --output-on-failure -j"$((jobs > 8 ? 8 : jobs))" --timeout 240 > "$ctestlog" 2>&1
   rc=$?
@@ -165,13 +215,14 @@ if [ $built = 1 ]; then
     echo "ctest: $skipped tests skipped (on a GPU machine only tests that skip for another reason should):" >> "$summary"
     grep -E '\*\*\*Skipped' "$ctestlog" | head -20 >> "$summary"
   fi
-  trim_log "$ctestlog"
+  collect "$ctestlog" "$testslog" "ctest"
+  trim_log "$testslog"
 else
-  record "ctest" "SKIP (no build)"
+  record "ctest" "SKIP (no build, or tests not built)"
 fi
 
 # ---- 4. pytest ----------------------------------------------------------------------------------------------
-pylog=$out/pytest.log
+pylog=$scratch/pytest.log
 if [ $built = 1 ] && [ -d python/tests ] && python3 -c 'import numpy, pytest' > /dev/null 2>&1; then
   t0=$SECONDS
   HOPE_ATTN_LIBRARY="$build/libhope_attn.so" PYTHONPATH="$repo/python${PYTHONPATH:+:$PYTHONPATH}" \
@@ -179,19 +230,20 @@ if [ $built = 1 ] && [ -d python/tests ] && python3 -c 'import numpy, pytest' > 
   rc=$?
   line=$(tail -1 "$pylog")
   if [ $rc -eq 0 ]; then record "pytest" "PASS ($((SECONDS - t0)) s; $line)"; else record "pytest" "FAIL ($line)"; fi
-  trim_log "$pylog"
+  collect "$pylog" "$testslog" "pytest"
+  trim_log "$testslog"
 else
   record "pytest" "SKIP (no build, or numpy/pytest not importable)"
 fi
 
 # ---- 5. compute-sanitizer -------------------------------------------------------------------------------------
-sanlog=$out/sanitizers.log
+sanlog=$scratch/sanitizers.log
 : > "$sanlog"
 run_sanitizer() { # run_sanitizer TOOL FILTER TIMEOUT FATAL(1/0) [extra args]
   local tool=$1 filter=$2 limit=$3 fatal=$4; shift 4
   if [ $built = 1 ] && [ -n "$sanitizer" ] && [ -x "$tests_bin" ]; then :; else
     record "$tool" "SKIP (no build or no compute-sanitizer)"; return; fi
-  local left=$((budget - $(elapsed) - 60))  # keep a minute for the benchmarks
+  local left=$((budget - $(elapsed) - bench_reserve))  # keep time for the benchmarks
   if [ "$left" -lt 30 ]; then record "$tool" "SKIP (time budget spent)" "$fatal"; return; fi
   [ "$limit" -gt "$left" ] && limit=$left
   local t0=$SECONDS first
@@ -208,33 +260,74 @@ run_sanitizer() { # run_sanitizer TOOL FILTER TIMEOUT FATAL(1/0) [extra args]
     record "$tool" "TIMEOUT (incomplete after ${limit}s, ${errs:-no errors reported before the cut}; narrow the filter)"
   elif [ $rc -eq 97 ]; then record "$tool" "FAIL (sanitizer errors: ${errs})" "$fatal"
   else record "$tool" "FAIL (exit $rc: a test failed under the sanitizer)" "$fatal"; fi
+  # Copied into tests.log after every tool, so a run cut short still brings back what it has.
+  tail -n +"$first" "$sanlog" > "$scratch/sanitizer-one.log"
+  collect "$scratch/sanitizer-one.log" "$testslog" "compute-sanitizer --tool $tool"
+  trim_log "$testslog"
 }
 run_sanitizer memcheck "$memcheck_filter" 180 1 --leak-check no
 run_sanitizer racecheck "$racecheck_filter" 120 1 --racecheck-report all
 run_sanitizer initcheck "$initcheck_filter" 60 0
-trim_log "$sanlog"
 
 # ---- 6. benchmarks ------------------------------------------------------------------------------------------
 benchlog=$out/bench.log
+: > "$benchlog"
+benchtables=$scratch/bench-tables.txt
+: > "$benchtables"
+benchmd=$scratch/bench.md
+: > "$benchmd"
+time_left() { # time_left CAP: seconds for the next benchmark, at most CAP, at least 30
+  local left=$((budget - $(elapsed) + 20))
+  [ "$left" -gt "$1" ] && left=$1
+  [ "$left" -lt 30 ] && left=30
+  echo "$left"
+}
 if [ $built = 1 ] && [ -x "$bench_bin" ]; then
   t0=$SECONDS
-  left=$((budget - $(elapsed) + 20))
-  [ "$left" -lt 30 ] && left=30
+  echo "==== hope_bench" >> "$benchlog"
   # shellcheck disable=SC2086
-  timeout "$left" "$bench_bin" --json "$out/bench.json" ${HOPE_BENCH_ARGS:-} > "$benchlog" 2>&1
+  timeout "$(time_left 150)" "$bench_bin" --json "$out/bench.json" ${HOPE_BENCH_ARGS:-} > "$scratch/hope_bench.out" 2>&1
   rc=$?
-  if [ $rc -eq 0 ]; then record "bench" "PASS ($((SECONDS - t0)) s)"; else record "bench" "FAIL (exit $rc)"; fi
-  trim_log "$benchlog"
+  cat "$scratch/hope_bench.out" >> "$benchlog"
+  grep -v '^wrote ' "$scratch/hope_bench.out" > "$benchtables"
+  if [ $rc -eq 0 ]; then record "bench" "PASS ($((SECONDS - t0)) s)"
+  elif [ $rc -eq 124 ]; then record "bench" "FAIL (timeout)"
+  else record "bench" "FAIL (exit $rc)"; fi
 else
   record "bench" "SKIP (no build)"
 fi
+
+# The Python benchmarks need PyTorch with CUDA and the built library; each writes one JSON (+ the prefill
+# plot) into $out and appends its markdown table to a scratch bench.md that the summary takes in.
+py_bench() { # py_bench NAME SCRIPT CAP
+  local name=$1 script=$2 cap=$3 t0=$SECONDS rc
+  echo "==== $script" >> "$benchlog"
+  HOPE_ATTN_LIBRARY="$build/libhope_attn.so" PYTHONPATH="$repo/python${PYTHONPATH:+:$PYTHONPATH}" \
+    timeout "$(time_left "$cap")" python3 "$repo/$script" --out "$out" --markdown "$benchmd" >> "$benchlog" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ]; then record "$name" "PASS ($((SECONDS - t0)) s)"
+  elif [ $rc -eq 124 ]; then record "$name" "FAIL (timeout; partial output in bench.log)"
+  else record "$name" "FAIL (exit $rc; see bench.log)"; fi
+}
+if [ "${HOPE_PY_BENCH:-1}" = 0 ]; then
+  record "py-bench" "SKIP (HOPE_PY_BENCH=0)" 0
+elif [ $built != 1 ] || [ ! -f "$build/libhope_attn.so" ]; then
+  record "py-bench" "SKIP (no build)" 0
+elif ! timeout 60 python3 -c 'import torch; assert torch.cuda.is_available()' > /dev/null 2>&1; then
+  record "py-bench" "SKIP (python3 cannot import torch with CUDA)" 0
+else
+  py_bench "prefill-py" benchmarks/prefill_bench.py 150
+  py_bench "decode-py" benchmarks/decode_bench.py 90
+fi
+trim_log "$benchlog"
 
 # ---- summary --------------------------------------------------------------------------------------------------
 {
   echo
   echo "==== gpu-check summary ($(elapsed) s; GPU: ${gpu_name:-none})"
   for i in "${!names[@]}"; do printf '  %-10s %s\n' "${names[$i]}" "${results[$i]}"; done
-  if [ -f "$benchlog" ]; then echo; echo "==== benchmarks"; grep -v '^wrote ' "$benchlog" | head -40; fi
+  if [ -s "$benchtables" ]; then echo; echo "==== benchmarks (hope_bench)"; cat "$benchtables"; fi
+  if [ -s "$benchmd" ]; then echo; echo "==== benchmarks (PyTorch comparisons)"; cat "$benchmd"; fi
   echo
   if [ $failed -ne 0 ]; then echo "gpu-check.sh: FAILED (logs in $out)"; else echo "gpu-check.sh: OK (logs in $out)"; fi
 } | tee -a "$summary"
