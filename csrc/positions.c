@@ -181,6 +181,11 @@ hope_status_t hope_positions_build(const hope_segment_t *segments, int32_t num_s
   const float next = round_position(dstart, base);
   HOPEI_CHECK(isfinite(next), "%s: next_position overflows float32 (start %g)", fn, (double)start);
 
+  if (count == 0) { /* positions may be NULL: no pointer arithmetic on it */
+    if (next_position != NULL) *next_position = next;
+    return HOPE_SUCCESS;
+  }
+
   /* Second pass: write the rows. */
   float *row_t = positions, *row_h = positions + count, *row_w = positions + 2 * count;
   int64_t k = 0;

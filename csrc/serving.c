@@ -242,6 +242,7 @@ static hope_status_t check_decode_host_arrays(const char *fn, const hope_decode_
     HOPEI_CHECK(len >= nq, "%s: params->seq_lens[%d] is %d, below the sequence's %lld query tokens (seq_lens "
                 "counts the new tokens too)", fn, b, len, (long long)nq);
     const int32_t pages = (int32_t)(((int64_t)len + r->cache.page_size - 1) / r->cache.page_size);
+    if (pages == 0) continue; /* the page table may be NULL when no sequence has pages */
     const int32_t *row = r->page_table + (int64_t)b * r->max_pages_per_seq;
     for (int32_t i = 0; i < pages; ++i)
       HOPEI_CHECK(row[i] >= 0 && row[i] < r->cache.num_pages,

@@ -80,7 +80,9 @@ struct Tensor {
     return v;
   }
   // Fill every byte with a NaN pattern so an element the library does not write fails the comparison.
-  void poison() { std::memset(bytes.data(), 0xff, bytes.size()); }
+  void poison() {
+    if (!bytes.empty()) std::memset(bytes.data(), 0xff, bytes.size());
+  }
 };
 
 inline Tensor random_tensor(int dtype, size_t n, std::mt19937_64 &rng, float stddev = 1.0f) {

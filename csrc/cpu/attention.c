@@ -210,12 +210,12 @@ HOPEI_HOT_CLONES static void process_item(attn_ctx_t *c, int64_t item, float *sc
   }
   memset(acc, 0, (size_t)rows * d * sizeof(float));
 
-  const float *kh = c->k + k0 * c->k_ld + (int64_t)kvh * d;
-  const float *vh = c->v + k0 * c->v_ld + (int64_t)kvh * d;
   const float scale = c->scale;
   for (int64_t n0 = 0; n0 < kend; n0 += kBlockN) {
     const int64_t nb = kend - n0 < kBlockN ? kend - n0 : kBlockN;
-    const float *kb = kh + n0 * c->k_ld, *vb = vh + n0 * c->v_ld;
+    /* Formed only for keys that exist (k0 + n0 < total_k), so the offsets stay within the validated extent. */
+    const float *kb = c->k + (k0 + n0) * c->k_ld + (int64_t)kvh * d;
+    const float *vb = c->v + (k0 + n0) * c->v_ld + (int64_t)kvh * d;
     for (int r = 0; r < rows; ++r) {
       int64_t cnt64 = last[r] + 1 - n0;
       if (cnt64 > nb) cnt64 = nb;
