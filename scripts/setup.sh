@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# scripts/setup.sh — installs what hope_attn's build and tests need on a fresh Debian machine that has the CUDA
+# toolkit. Checks before installing, so an already prepared machine does no network work at all.
+# Sourced by run.sh and test.sh (it exports PATH); also runnable on its own.
+set -euo pipefail
+
+hope_setup_main() {
+  local sudo=""
+  if [ "$(id -u)" != 0 ] && command -v sudo > /dev/null; then sudo="sudo"; fi
+
+  # --- the CUDA toolkit: nvcc must be on PATH for CMake's CUDA language -------------------------------------
+  if ! command -v nvcc > /dev/null; then
+    local d
+    for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+      if [ -x "$d/nvcc" ]; then export PATH="$d:$PATH"; break; fi
+    done
+  fi
+  if ! command -v nvcc > /dev/null; then
+    echo "setup: nvcc not found (looked on PATH and in /usr/local/cuda*/bin); install the CUDA toolkit" >&2
+    return 1
+  fi
+
+  # --- Debian packages ---------------------------------------------------------------------------------------
+  local missing=() pkg
+  for pkg in cmake g++ make libgtest-dev pkg-config python3-pip; do
+    if ! dpkg -s "$pkg" > /dev/null 2>&1; then missing+=("$pkg"); fi
+  done
+  # A python3 that is not Debian's (pyenv, conda) brings its own pip: then python3-pip is not needed.
+  if python3 -m pip --version > /dev/null 2>&1; then
+    local filtered=()
+    for pkg in "${missing[@]}"; do [ "$pkg" = python3-pip ] || filtered+=("$pkg"); done
+    missing=("${filtered[@]+"${filtered[@]}"}")
+  fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if ! command -v apt-get > /dev/null; then
+      echo "setup: missing ${missing[*]} and no apt-get to install them" >&2
+      return 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  if ! command -v python3 > /dev/null; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q python3 python3-pip
+  fi
+
+  # --- Python packages for the binding's tests (python3 may be pyenv's: always go through python3 -m pip) ---
+  local pymissing=() mod
+  for mod in numpy pytest ml_dtypes; do
+    if ! python3 -c "import $mod" > /dev/null 2>&1; then pymissing+=("$mod"); fi
+  done
+  if [ "${#pymissing[@]}" -gt 0 ]; then
+    echo "setup: pip installing ${pymissing[*]}"
+    # Debian's own python3 refuses system-wide pip installs (PEP 668) unless told otherwise.
+    python3 -m pip install -q "${pymissing[@]}" 2> /dev/null \
+      || python3 -m pip install -q --break-system-packages "${pymissing[@]}"
+  fi
+}
+
+hope_setup_main
+
+# hope_configure BUILD_DIR: the one CMake configuration run.sh and test.sh share (Release).
+# On a machine with a GPU, compile for exactly that GPU (quick build, kernels that run). Without one, 80-real:
+# there the kernels can only be checked to compile, and one real architecture is the quickest such check.
+hope_configure() {
+  local build=$1 archs=80-real
+  if command -v nvidia-smi > /dev/null && nvidia-smi -L 2> /dev/null | grep -q '^GPU'; then archs=native; fi
+  # ccache, when present, lets the sanitizer and fuzz builds reuse this build's CUDA objects.
+  local launcher=()
+  if command -v ccache > /dev/null; then
+    launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
+              -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+  fi
+  echo "configure: $build (CUDA architectures: $archs)"
+  mkdir -p "$build"
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$archs" "${launcher[@]+"${launcher[@]}"}" \
+    -DHOPE_BUILD_TESTS=ON -DHOPE_BUILD_EXAMPLES=ON -DHOPE_BUILD_BENCHMARKS=ON > "$build/configure.log" 2>&1 \
+    || { cat "$build/configure.log" >&2; return 1; }
+}
