@@ -114,6 +114,84 @@ void finish(Context &ctx, Result &r, bool ok) {
 
 std::string fail_msg(hope_status_t s) { return std::string(hope_status_string(s)) + ": " + hope_last_error(); }
 
+// Marks a case skipped after a failed setup step. Only a failed allocation is not a failure of the run.
+void setup_failed(Context &ctx, Result &r, cudaError_t e) {
+  r.skipped = true;
+  r.note = std::string("setup: ") + cudaGetErrorString(e);
+  (void)cudaGetLastError();
+  finish(ctx, r, e == cudaErrorMemoryAllocation);
+}
+
+// Runs one hope_* call inside a timed iteration: NOT_SUPPORTED abandons the case (skipped), anything else
+// abandons it and fails the run.
+bool api_call(hope_status_t st, std::string *why, bool *api_failed) {
+  if (st == HOPE_SUCCESS) return true;
+  *why = fail_msg(st);
+  if (st != HOPE_ERROR_NOT_SUPPORTED) *api_failed = true;
+  return false;
+}
+
+// Marks a case skipped after its workspace query failed: NOT_SUPPORTED is not a failure of the run.
+void query_failed(Context &ctx, Result &r, hope_status_t st) {
+  r.skipped = true;
+  r.note = fail_msg(st);
+  finish(ctx, r, st == HOPE_ERROR_NOT_SUPPORTED);
+}
+
+// One input set of a prefill case: q, k, v, out [n][heads][d] in the dtype, lse, and (optional) cos/sin
+// [n][d/2] and a k_rotated buffer.
+struct PrefillSet {
+  Buffer q, k, v, out, lse, cs, sn, krot;
+};
+
+// Allocates one set and fills q, k, v (seeds seed, seed + 100, seed + 200) and cos/sin (seed + 300).
+cudaError_t alloc_prefill_set(PrefillSet *b, int dtype, int n, int hq, int hk, int d, bool rope, bool krot,
+                              uint32_t seed, cudaStream_t stream) {
+  const size_t qb = static_cast<size_t>(n) * hq * d * dtype_bytes(dtype);
+  const size_t kb = static_cast<size_t>(n) * hk * d * dtype_bytes(dtype);
+  const size_t csb = static_cast<size_t>(n) * (d / 2) * sizeof(float);
+  cudaError_t e = b->q.alloc(qb);
+  if (e == cudaSuccess) e = b->k.alloc(kb);
+  if (e == cudaSuccess) e = b->v.alloc(kb);
+  if (e == cudaSuccess) e = b->out.alloc(qb);
+  if (e == cudaSuccess) e = b->lse.alloc(static_cast<size_t>(n) * hq * sizeof(float));
+  if (e == cudaSuccess && rope) e = b->cs.alloc(csb);
+  if (e == cudaSuccess && rope) e = b->sn.alloc(csb);
+  if (e == cudaSuccess && krot) e = b->krot.alloc(kb);
+  if (e == cudaSuccess) e = fill(b->q.ptr, dtype, static_cast<int64_t>(n) * hq * d, seed, stream);
+  if (e == cudaSuccess) e = fill(b->k.ptr, dtype, static_cast<int64_t>(n) * hk * d, seed + 100, stream);
+  if (e == cudaSuccess) e = fill(b->v.ptr, dtype, static_cast<int64_t>(n) * hk * d, seed + 200, stream);
+  if (e == cudaSuccess && rope)
+    e = fill_cos_sin(static_cast<float *>(b->cs.ptr), static_cast<float *>(b->sn.ptr),
+                     static_cast<int64_t>(n) * (d / 2), seed + 300, stream);
+  return e;
+}
+
+// The CUDA attention call of the prefill cases: one sequence of n query and n key tokens (cu = {0, n}),
+// [n][heads][d] tensors of set b, no rotation (the caller sets cos/sin and k_rotated).
+hope_attention_params_t prefill_params(int dtype, int hq, int hk, int d, int n, bool causal, const Buffer &cu,
+                                       const PrefillSet &b) {
+  hope_attention_params_t p;
+  std::memset(&p, 0, sizeof p);
+  p.backend = HOPE_BACKEND_CUDA;
+  p.dtype = dtype;
+  p.batch = 1;
+  p.num_q_heads = hq;
+  p.num_kv_heads = hk;
+  p.head_dim = d;
+  p.cu_seqlens_q = static_cast<const int32_t *>(cu.ptr);
+  p.cu_seqlens_k = static_cast<const int32_t *>(cu.ptr);
+  p.max_seqlen_q = n;
+  p.max_seqlen_k = n;
+  p.q = b.q.ptr;
+  p.k = b.k.ptr;
+  p.v = b.v.ptr;
+  p.out = b.out.ptr;
+  p.lse = static_cast<float *>(b.lse.ptr);
+  p.causal = causal ? 1 : 0;
+  return p;
+}
+
 // ---- rope problem size -------------------------------------------------------------------------------------
 constexpr int64_t kRopeTokens = 8192;
 constexpr int kRopeHeads = 28 + 4;  // the q heads and kv heads of a Qwen2-VL-7B layer, rotated in one call
@@ -172,12 +250,7 @@ void bench_rope(Context &ctx, int dtype, bool in_place) {
     if (e == cudaSuccess) e = fill(x[i].ptr, dtype, elems, 17 + i, ctx.stream);
     if (e == cudaSuccess)
       e = fill_cos_sin(static_cast<float *>(cs[i].ptr), static_cast<float *>(sn[i].ptr), cs_elems, 31 + i, ctx.stream);
-    if (e != cudaSuccess) {
-      r.skipped = true;
-      r.note = std::string("setup: ") + cudaGetErrorString(e);
-      (void)cudaGetLastError();
-      return finish(ctx, r, e == cudaErrorMemoryAllocation);
-    }
+    if (e != cudaSuccess) return setup_failed(ctx, r, e);
   }
   bool api_failed = false;
   const bool ok = ctx.h->time_case(&r, sets, [&](int s, std::string *why) {
@@ -192,12 +265,7 @@ void bench_rope(Context &ctx, int dtype, bool in_place) {
     p.out = in_place ? x[s].ptr : out[s].ptr;
     p.cos = static_cast<const float *>(cs[s].ptr);
     p.sin = static_cast<const float *>(sn[s].ptr);
-    const hope_status_t st = hope_rope_apply(&p, ctx.stream);
-    if (st != HOPE_SUCCESS) {
-      *why = fail_msg(st);
-      api_failed = st != HOPE_ERROR_NOT_SUPPORTED;
-    }
-    return st == HOPE_SUCCESS;
+    return api_call(hope_rope_apply(&p, ctx.stream), why, &api_failed);
   });
   if (!r.skipped && ctx.copy_gbps > 0) r.fraction_of_copy = r.gbps / ctx.copy_gbps;
   finish(ctx, r, ok && !api_failed);
@@ -211,67 +279,25 @@ void bench_unfused(Context &ctx, int n, bool causal) {
   r.shape = "batch 1, " + std::to_string(n) + "x" + std::to_string(n) + ", rotated q/k";
   r.flops = 4.0 * n * n * d * hq * (causal ? 0.5 : 1.0);
   if (!Harness::matches(r.name, ctx.filter)) return;
-  const size_t qb = static_cast<size_t>(n) * hq * d * dtype_bytes(dtype);
-  const size_t kb = static_cast<size_t>(n) * hk * d * dtype_bytes(dtype);
-  const size_t csb = static_cast<size_t>(n) * (d / 2) * sizeof(float);
   const int sets = 4;
-  std::vector<Buffer> q(sets), k(sets), v(sets), out(sets), lse(sets), cs(sets), sn(sets);
+  std::vector<PrefillSet> b(sets);
   Buffer cu, ws;
   const int32_t cu_host[2] = {0, n};
   cudaError_t e = cu.alloc(sizeof cu_host);
   if (e == cudaSuccess) e = cudaMemcpy(cu.ptr, cu_host, sizeof cu_host, cudaMemcpyHostToDevice);
-  for (int i = 0; e == cudaSuccess && i < sets; ++i) {
-    e = q[i].alloc(qb);
-    if (e == cudaSuccess) e = k[i].alloc(kb);
-    if (e == cudaSuccess) e = v[i].alloc(kb);
-    if (e == cudaSuccess) e = out[i].alloc(qb);
-    if (e == cudaSuccess) e = lse[i].alloc(static_cast<size_t>(n) * hq * sizeof(float));
-    if (e == cudaSuccess) e = cs[i].alloc(csb);
-    if (e == cudaSuccess) e = sn[i].alloc(csb);
-    if (e == cudaSuccess) e = fill(q[i].ptr, dtype, static_cast<int64_t>(n) * hq * d, 100 + i, ctx.stream);
-    if (e == cudaSuccess) e = fill(k[i].ptr, dtype, static_cast<int64_t>(n) * hk * d, 200 + i, ctx.stream);
-    if (e == cudaSuccess) e = fill(v[i].ptr, dtype, static_cast<int64_t>(n) * hk * d, 300 + i, ctx.stream);
-    if (e == cudaSuccess)
-      e = fill_cos_sin(static_cast<float *>(cs[i].ptr), static_cast<float *>(sn[i].ptr), static_cast<int64_t>(n) * d / 2,
-                       400 + i, ctx.stream);
-  }
-  if (e != cudaSuccess) {
-    r.skipped = true;
-    r.note = std::string("setup: ") + cudaGetErrorString(e);
-    (void)cudaGetLastError();
-    return finish(ctx, r, e == cudaErrorMemoryAllocation);
-  }
+  for (int i = 0; e == cudaSuccess && i < sets; ++i)
+    e = alloc_prefill_set(&b[i], dtype, n, hq, hk, d, true, false, 100 + i, ctx.stream);
+  if (e != cudaSuccess) return setup_failed(ctx, r, e);
   auto params = [&](int s) {
-    hope_attention_params_t p;
-    std::memset(&p, 0, sizeof p);
-    p.backend = HOPE_BACKEND_CUDA;
-    p.dtype = dtype;
-    p.batch = 1;
-    p.num_q_heads = hq;
-    p.num_kv_heads = hk;
-    p.head_dim = d;
-    p.cu_seqlens_q = static_cast<const int32_t *>(cu.ptr);
-    p.cu_seqlens_k = static_cast<const int32_t *>(cu.ptr);
-    p.max_seqlen_q = n;
-    p.max_seqlen_k = n;
-    p.q = q[s].ptr;
-    p.k = k[s].ptr;
-    p.v = v[s].ptr;
-    p.out = out[s].ptr;
-    p.lse = static_cast<float *>(lse[s].ptr);
-    p.cos_q = p.cos_k = static_cast<const float *>(cs[s].ptr);
-    p.sin_q = p.sin_k = static_cast<const float *>(sn[s].ptr);
-    p.causal = causal ? 1 : 0;
+    hope_attention_params_t p = prefill_params(dtype, hq, hk, d, n, causal, cu, b[s]);
+    p.cos_q = p.cos_k = static_cast<const float *>(b[s].cs.ptr);
+    p.sin_q = p.sin_k = static_cast<const float *>(b[s].sn.ptr);
     return p;
   };
   hope_attention_params_t p0 = params(0);
   size_t ws_bytes = 0;
-  hope_status_t st = hope_attention_unfused_workspace_size(&p0, &ws_bytes);
-  if (st != HOPE_SUCCESS) {
-    r.skipped = true;
-    r.note = fail_msg(st);
-    return finish(ctx, r, st == HOPE_ERROR_NOT_SUPPORTED);
-  }
+  const hope_status_t st = hope_attention_unfused_workspace_size(&p0, &ws_bytes);
+  if (st != HOPE_SUCCESS) return query_failed(ctx, r, st);
   r.note = "workspace " + std::to_string(ws_bytes >> 20) + " MiB";
   if (ws.alloc(ws_bytes) != cudaSuccess) {
     (void)cudaGetLastError();
@@ -282,12 +308,7 @@ void bench_unfused(Context &ctx, int n, bool causal) {
   bool api_failed = false;
   const bool ok = ctx.h->time_case(&r, sets, [&](int s, std::string *why) {
     const hope_attention_params_t p = params(s);
-    const hope_status_t st2 = hope_attention_forward_unfused(&p, ws.ptr, ws_bytes, ctx.stream);
-    if (st2 != HOPE_SUCCESS) {
-      *why = fail_msg(st2);
-      api_failed = st2 != HOPE_ERROR_NOT_SUPPORTED;
-    }
-    return st2 == HOPE_SUCCESS;
+    return api_call(hope_attention_forward_unfused(&p, ws.ptr, ws_bytes, ctx.stream), why, &api_failed);
   });
   finish(ctx, r, ok && !api_failed);
 }
@@ -316,23 +337,6 @@ std::vector<int32_t> shuffled(int32_t n, uint64_t seed) {
     std::swap(p[static_cast<size_t>(i)], p[static_cast<size_t>(z % static_cast<uint64_t>(i + 1))]);
   }
   return p;
-}
-
-// Marks a case skipped after a failed setup step. Only a failed allocation is not a failure of the run.
-void setup_failed(Context &ctx, Result &r, cudaError_t e) {
-  r.skipped = true;
-  r.note = std::string("setup: ") + cudaGetErrorString(e);
-  (void)cudaGetLastError();
-  finish(ctx, r, e == cudaErrorMemoryAllocation);
-}
-
-// Runs one hope_* call inside a timed iteration: NOT_SUPPORTED abandons the case (skipped), anything else
-// abandons it and fails the run.
-bool api_call(hope_status_t st, std::string *why, bool *api_failed) {
-  if (st == HOPE_SUCCESS) return true;
-  *why = fail_msg(st);
-  if (st != HOPE_ERROR_NOT_SUPPORTED) *api_failed = true;
-  return false;
 }
 
 // The Qwen2-VL-7B layer the serving cases use.
@@ -414,11 +418,7 @@ void bench_decode(Context &ctx, int batch, int ctx_len, int nq) {
   const hope_decode_params_t p0 = params(0);
   size_t ws_bytes = 0;
   const hope_status_t st = hope_decode_workspace_size(&p0, &ws_bytes);
-  if (st != HOPE_SUCCESS) {
-    r.skipped = true;
-    r.note = fail_msg(st);
-    return finish(ctx, r, st == HOPE_ERROR_NOT_SUPPORTED);
-  }
+  if (st != HOPE_SUCCESS) return query_failed(ctx, r, st);
   r.note = "workspace " + std::to_string(ws_bytes >> 10) + " KiB";
   if (ws_bytes > 0 && (e = ws.alloc(ws_bytes)) != cudaSuccess) return setup_failed(ctx, r, e);
   bool api_failed = false;
@@ -554,55 +554,24 @@ void bench_fused(Context &ctx, int n, KRot mode) {
   r.flops = 4.0 * n * n * kDim * kHq * 0.5;
   if (!Harness::matches(r.name, ctx.filter)) return;
   const size_t qb = static_cast<size_t>(n) * kHq * kDim * eb, kb = static_cast<size_t>(n) * kHk * kDim * eb;
-  const size_t csb = static_cast<size_t>(n) * (kDim / 2) * sizeof(float);
   const int sets = sets_for(2 * qb + 3 * kb, ctx.l2_bytes);
-  std::vector<Buffer> q(sets), k(sets), v(sets), out(sets), lse(sets), cs(sets), sn(sets), krot(sets);
+  std::vector<PrefillSet> b(sets);
   Buffer cu;
   const std::vector<int32_t> cu_host = {0, n};
   cudaError_t e = upload(&cu, cu_host);
-  for (int i = 0; e == cudaSuccess && i < sets; ++i) {
-    e = q[i].alloc(qb);
-    if (e == cudaSuccess) e = k[i].alloc(kb);
-    if (e == cudaSuccess) e = v[i].alloc(kb);
-    if (e == cudaSuccess) e = out[i].alloc(qb);
-    if (e == cudaSuccess) e = lse[i].alloc(static_cast<size_t>(n) * kHq * sizeof(float));
-    if (e == cudaSuccess && mode != KRot::kNone) e = cs[i].alloc(csb);
-    if (e == cudaSuccess && mode != KRot::kNone) e = sn[i].alloc(csb);
-    if (e == cudaSuccess && mode == KRot::kPrePass) e = krot[i].alloc(kb);
-    if (e == cudaSuccess) e = fill(q[i].ptr, dtype, static_cast<int64_t>(n) * kHq * kDim, 1500 + i, ctx.stream);
-    if (e == cudaSuccess) e = fill(k[i].ptr, dtype, static_cast<int64_t>(n) * kHk * kDim, 1600 + i, ctx.stream);
-    if (e == cudaSuccess) e = fill(v[i].ptr, dtype, static_cast<int64_t>(n) * kHk * kDim, 1700 + i, ctx.stream);
-    if (e == cudaSuccess && mode != KRot::kNone)
-      e = fill_cos_sin(static_cast<float *>(cs[i].ptr), static_cast<float *>(sn[i].ptr),
-                       static_cast<int64_t>(n) * (kDim / 2), 1800 + i, ctx.stream);
-  }
+  for (int i = 0; e == cudaSuccess && i < sets; ++i)
+    e = alloc_prefill_set(&b[i], dtype, n, kHq, kHk, kDim, mode != KRot::kNone, mode == KRot::kPrePass, 1500 + i,
+                          ctx.stream);
   if (e == cudaSuccess) e = cudaStreamSynchronize(ctx.stream);
   if (e != cudaSuccess) return setup_failed(ctx, r, e);
   bool api_failed = false;
   const bool ok = ctx.h->time_case(&r, sets, [&](int s, std::string *why) {
-    hope_attention_params_t p;
-    std::memset(&p, 0, sizeof p);
-    p.backend = HOPE_BACKEND_CUDA;
-    p.dtype = dtype;
-    p.batch = 1;
-    p.num_q_heads = kHq;
-    p.num_kv_heads = kHk;
-    p.head_dim = kDim;
-    p.cu_seqlens_q = static_cast<const int32_t *>(cu.ptr);
-    p.cu_seqlens_k = static_cast<const int32_t *>(cu.ptr);
-    p.max_seqlen_q = n;
-    p.max_seqlen_k = n;
-    p.q = q[s].ptr;
-    p.k = k[s].ptr;
-    p.v = v[s].ptr;
-    p.out = out[s].ptr;
-    p.lse = static_cast<float *>(lse[s].ptr);
+    hope_attention_params_t p = prefill_params(dtype, kHq, kHk, kDim, n, true, cu, b[s]);
     if (mode != KRot::kNone) {
-      p.cos_q = p.cos_k = static_cast<const float *>(cs[s].ptr);
-      p.sin_q = p.sin_k = static_cast<const float *>(sn[s].ptr);
+      p.cos_q = p.cos_k = static_cast<const float *>(b[s].cs.ptr);
+      p.sin_q = p.sin_k = static_cast<const float *>(b[s].sn.ptr);
     }
-    p.causal = 1;
-    p.k_rotated = mode == KRot::kPrePass ? krot[s].ptr : nullptr;
+    p.k_rotated = mode == KRot::kPrePass ? b[s].krot.ptr : nullptr;
     return api_call(hope_attention_forward(&p, ctx.stream), why, &api_failed);
   });
   finish(ctx, r, ok && !api_failed);

@@ -32,7 +32,7 @@ import statistics
 import sys
 import traceback
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from _common import REPO, NvtxRange, check, open_library  # noqa: E402  (benchmarks/ is on sys.path)
 
 HOPE_BACKEND_CUDA = 0
 HOPE_DTYPE_BFLOAT16 = 1
@@ -61,51 +61,6 @@ class DecodeParams(ctypes.Structure):
         ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p),
         ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32), ("num_splits", ctypes.c_int32),
     ]
-
-
-def find_library():
-    env = os.environ.get("HOPE_ATTN_LIBRARY")
-    candidates = [pathlib.Path(env)] if env else []
-    candidates += [REPO / "build-gpu" / "libhope_attn.so", REPO / "build" / "libhope_attn.so"]
-    for c in candidates:
-        if c.exists():
-            return c
-    return None
-
-
-def load_library(path):
-    lib = ctypes.CDLL(str(path))
-    lib.hope_last_error.restype = ctypes.c_char_p
-    lib.hope_status_string.restype = ctypes.c_char_p
-    lib.hope_status_string.argtypes = [ctypes.c_int]
-    lib.hope_decode_workspace_size.restype = ctypes.c_int
-    lib.hope_decode_workspace_size.argtypes = [ctypes.POINTER(DecodeParams), ctypes.POINTER(ctypes.c_size_t)]
-    lib.hope_decode_forward.restype = ctypes.c_int
-    lib.hope_decode_forward.argtypes = [ctypes.POINTER(DecodeParams), ctypes.c_void_p, ctypes.c_size_t,
-                                        ctypes.c_void_p]
-    return lib
-
-
-def check(lib, status, what):
-    if status != 0:
-        raise RuntimeError(f"{what}: {lib.hope_status_string(status).decode()}: {lib.hope_last_error().decode()}")
-
-
-class NvtxRange:
-    def __init__(self, torch, name):
-        self.torch, self.name = torch, name
-
-    def __enter__(self):
-        try:
-            self.torch.cuda.nvtx.range_push(self.name)
-        except Exception:  # noqa: BLE001
-            pass
-
-    def __exit__(self, *exc):
-        try:
-            self.torch.cuda.nvtx.range_pop()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def time_cuda(torch, fn, sets, warmup, iters):
@@ -172,16 +127,9 @@ def main():
                          "page_size": PAGE, "pages": "random order"},
                "bytes_formula": "K and V read once + q read + out written", "rows": [], "checks": [], "errors": []}
 
-    lib_path = find_library()
-    lib = None
-    if lib_path is None:
-        results["errors"].append("libhope_attn.so not found (set HOPE_ATTN_LIBRARY or build into build-gpu/)")
-    else:
-        try:
-            lib = load_library(lib_path)
-            results["library"] = str(lib_path)
-        except (OSError, AttributeError) as e:
-            results["errors"].append(f"cannot load {lib_path}: {e}")
+    lib = open_library(results, [
+        ("hope_decode_workspace_size", [ctypes.POINTER(DecodeParams), ctypes.POINTER(ctypes.c_size_t)]),
+        ("hope_decode_forward", [ctypes.POINTER(DecodeParams), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p])])
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
         backends = [("flash", SDPBackend.FLASH_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION)]

@@ -30,7 +30,7 @@ import statistics
 import sys
 import traceback
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from _common import REPO, NvtxRange, check, open_library  # noqa: E402  (benchmarks/ is on sys.path)
 
 HOPE_BACKEND_CUDA = 0
 HOPE_DTYPE_FLOAT16, HOPE_DTYPE_BFLOAT16, HOPE_DTYPE_FLOAT32 = 0, 1, 2
@@ -63,56 +63,8 @@ class RopeApplyParams(ctypes.Structure):
     ]
 
 
-def find_library():
-    env = os.environ.get("HOPE_ATTN_LIBRARY")
-    candidates = [pathlib.Path(env)] if env else []
-    candidates += [REPO / "build-gpu" / "libhope_attn.so", REPO / "build" / "libhope_attn.so"]
-    for c in candidates:
-        if c.exists():
-            return c
-    return None
-
-
-def load_library(path):
-    lib = ctypes.CDLL(str(path))
-    lib.hope_last_error.restype = ctypes.c_char_p
-    lib.hope_status_string.restype = ctypes.c_char_p
-    lib.hope_status_string.argtypes = [ctypes.c_int]
-    for name, args in [("hope_attention_forward", [ctypes.POINTER(AttentionParams), ctypes.c_void_p]),
-                       ("hope_attention_unfused_workspace_size",
-                        [ctypes.POINTER(AttentionParams), ctypes.POINTER(ctypes.c_size_t)]),
-                       ("hope_attention_forward_unfused",
-                        [ctypes.POINTER(AttentionParams), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
-                       ("hope_rope_apply", [ctypes.POINTER(RopeApplyParams), ctypes.c_void_p])]:
-        fn = getattr(lib, name)
-        fn.restype = ctypes.c_int
-        fn.argtypes = args
-    return lib
-
-
-def check(lib, status, what):
-    if status != 0:
-        raise RuntimeError(f"{what}: {lib.hope_status_string(status).decode()}: {lib.hope_last_error().decode()}")
-
-
 def ptr(t):
     return ctypes.c_void_p(t.data_ptr()) if t is not None else None
-
-
-def nvtx_range(torch, name):
-    class _Range:
-        def __enter__(self):
-            try:
-                torch.cuda.nvtx.range_push(name)
-            except Exception:
-                pass
-
-        def __exit__(self, *exc):
-            try:
-                torch.cuda.nvtx.range_pop()
-            except Exception:
-                pass
-    return _Range()
 
 
 def time_cuda(torch, fn, warmup, iters):
@@ -181,16 +133,12 @@ def main():
     results["torch"] = torch.__version__
     results["cuda"] = torch.version.cuda
 
-    lib_path = find_library()
-    lib = None
-    if lib_path is None:
-        results["errors"].append("libhope_attn.so not found (set HOPE_ATTN_LIBRARY or build into build-gpu/)")
-    else:
-        try:
-            lib = load_library(lib_path)
-            results["library"] = str(lib_path)
-        except OSError as e:
-            results["errors"].append(f"cannot load {lib_path}: {e}")
+    lib = open_library(results, [
+        ("hope_attention_forward", [ctypes.POINTER(AttentionParams), ctypes.c_void_p]),
+        ("hope_attention_unfused_workspace_size", [ctypes.POINTER(AttentionParams), ctypes.POINTER(ctypes.c_size_t)]),
+        ("hope_attention_forward_unfused",
+         [ctypes.POINTER(AttentionParams), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+        ("hope_rope_apply", [ctypes.POINTER(RopeApplyParams), ctypes.c_void_p])])
 
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -219,7 +167,7 @@ def main():
         def record(name, fn, note=""):
             row = {"name": name, "seqlen": n, "note": note}
             try:
-                with nvtx_range(torch, f"{name} N={n}"):
+                with NvtxRange(torch, f"{name} N={n}"):
                     med, best = time_cuda(torch, fn, args.warmup, iters)
                 row.update(ms_median=med, ms_min=best, tflops=flops / (med * 1e-3) / 1e12)
                 print(f"N={n:6d} {name:34s} {med:9.3f} ms {row['tflops']:7.1f} TFLOP/s {note}", flush=True)

@@ -19,6 +19,7 @@
 
 namespace {
 
+using hope_test::cu_seqlens;
 using hope_test::Tensor;
 
 struct AttnCase {
@@ -56,12 +57,6 @@ Tolerance tolerance(int dtype) {
   if (dtype == HOPE_DTYPE_FLOAT16) return {2e-3, 5e-3, 1.0 / 1024};
   if (dtype == HOPE_DTYPE_BFLOAT16) return {1e-2, 2e-2, 1.0 / 128};
   return {1e-5, 1e-4, 1e-6};
-}
-
-std::vector<int32_t> prefix(const std::vector<int> &lens) {
-  std::vector<int32_t> cu(1, 0);
-  for (int l : lens) cu.push_back(cu.back() + l);
-  return cu;
 }
 
 // cos/sin [tokens][d/2] of RoPE angles at positions above 100 000 (angles in double, stored as float).
@@ -107,7 +102,7 @@ void run_case(const AttnCase &c, uint64_t seed) {
   }
   std::mt19937_64 rng(seed);
   const int d = c.head_dim, batch = static_cast<int>(c.lens_q.size());
-  const std::vector<int32_t> cu_q = prefix(c.lens_q), cu_k = prefix(c.lens_k);
+  const std::vector<int32_t> cu_q = cu_seqlens(c.lens_q), cu_k = cu_seqlens(c.lens_k);
   const int64_t total_q = cu_q.back(), total_k = cu_k.back();
   const int64_t qw = static_cast<int64_t>(c.hq) * d, kw = static_cast<int64_t>(c.hk) * d;
   int max_q = 0, max_k = 0;

@@ -18,59 +18,18 @@
 #include <gtest/gtest.h>
 
 #include "hope_attn.h"
+#include "gpu_util.h"
 #include "reference/reference.h"
 #include "test_util.h"
 
 namespace {
 
+using hope_test::cu_seqlens;
+using hope_test::DeviceBuffer;
+using hope_test::max_len;
+using hope_test::strided_rows;
 using hope_test::Tensor;
-
-#define FUSED_CUDA_OK(expr)                                                        \
-  do {                                                                             \
-    const cudaError_t e_ = (expr);                                                 \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(e_);         \
-  } while (0)
-
-bool quick() {
-  const char *v = std::getenv("HOPE_TEST_QUICK");
-  return v != nullptr && v[0] != '\0' && v[0] != '0';
-}
-
-// Device memory freed on scope exit (a failing cudaFree is a test failure).
-class DevBuf {
- public:
-  DevBuf() = default;
-  DevBuf(const DevBuf &) = delete;
-  DevBuf &operator=(const DevBuf &) = delete;
-  ~DevBuf() {
-    if (ptr_ != nullptr) {
-      const cudaError_t e = cudaFree(ptr_);
-      if (e != cudaSuccess) ADD_FAILURE() << "cudaFree: " << cudaGetErrorString(e);
-    }
-  }
-  // An empty tensor still gets a small allocation: the API requires non-NULL pointers for q, k, v and out
-  // whenever batch > 0, even when every sequence of that tensor is empty.
-  cudaError_t alloc(size_t bytes) {
-    if (ptr_ != nullptr) return cudaErrorInvalidValue;
-    bytes_ = bytes;
-    const cudaError_t e = cudaMalloc(&ptr_, std::max<size_t>(bytes, 256));
-    if (e != cudaSuccess) ptr_ = nullptr;
-    return e;
-  }
-  cudaError_t upload(const void *src, size_t bytes) {
-    const cudaError_t e = alloc(bytes);
-    if (e != cudaSuccess || bytes == 0) return e;
-    return cudaMemcpy(ptr_, src, bytes, cudaMemcpyHostToDevice);
-  }
-  void *get() const { return ptr_; }
-  size_t bytes() const { return bytes_; }
-  template <typename T>
-  T *as() const { return static_cast<T *>(ptr_); }
-
- private:
-  void *ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using hope_test::to_double;
 
 // ---- one problem: inputs on the host and the float64 answer -------------------------------------------
 struct FusedCase {
@@ -99,17 +58,6 @@ struct Problem {
   std::vector<double> ref_krot;  // rotated keys (float64, not yet rounded), packed [total_k][Hk][d]
 };
 
-std::vector<int32_t> offsets(const std::vector<int> &lens) {
-  std::vector<int32_t> cu(1, 0);
-  for (int l : lens) cu.push_back(cu.back() + l);
-  return cu;
-}
-int max_len(const std::vector<int> &lens) {
-  int m = 0;
-  for (int l : lens) m = std::max(m, l);
-  return m;
-}
-
 // cos/sin [tokens][d/2] from the reference frequency map at random integer positions in [100000, 400000]
 // on each of the rows t, h, w.
 void make_cos_sin(int kind, int head_dim, int64_t tokens, std::mt19937_64 &rng, std::vector<float> *c,
@@ -132,20 +80,12 @@ void make_cos_sin(int kind, int head_dim, int64_t tokens, std::mt19937_64 &rng, 
   s->assign(sd.begin(), sd.end());
 }
 
-// Rows [tokens][width] of a strided tensor starting at column `col0`, as doubles.
-std::vector<double> gather(const Tensor &t, int64_t tokens, int64_t width, int64_t stride, int64_t col0) {
-  std::vector<double> out(static_cast<size_t>(tokens * width));
-  for (int64_t r = 0; r < tokens; ++r)
-    for (int64_t c = 0; c < width; ++c) out[static_cast<size_t>(r * width + c)] = t.get(static_cast<size_t>(r * stride + col0 + c));
-  return out;
-}
-
 void build(const FusedCase &c, uint64_t seed, Problem *pr) {
   ASSERT_EQ(c.lens_q.size(), c.lens_k.size());
   std::mt19937_64 rng(seed);
   pr->c = c;
-  pr->cu_q = offsets(c.lens_q);
-  pr->cu_k = offsets(c.lens_k);
+  pr->cu_q = cu_seqlens(c.lens_q);
+  pr->cu_k = cu_seqlens(c.lens_k);
   pr->total_q = pr->cu_q.back();
   pr->total_k = pr->cu_k.back();
   const int d = c.head_dim;
@@ -156,9 +96,9 @@ void build(const FusedCase &c, uint64_t seed, Problem *pr) {
     const int64_t stride = qw + 2 * kw;
     pr->q_stride = pr->k_stride = pr->v_stride = stride;
     pr->qkv = hope_test::random_tensor(c.dtype, static_cast<size_t>(pr->total_q * stride), rng);
-    q = gather(pr->qkv, pr->total_q, qw, stride, 0);
-    k = gather(pr->qkv, pr->total_k, kw, stride, qw);
-    v = gather(pr->qkv, pr->total_k, kw, stride, qw + kw);
+    q = strided_rows(pr->qkv, pr->total_q, qw, stride, 0);
+    k = strided_rows(pr->qkv, pr->total_k, kw, stride, qw);
+    v = strided_rows(pr->qkv, pr->total_k, kw, stride, qw + kw);
   } else {
     pr->q_stride = qw;
     pr->k_stride = pr->v_stride = kw;
@@ -195,34 +135,34 @@ void build(const FusedCase &c, uint64_t seed, Problem *pr) {
 
 // ---- device side ---------------------------------------------------------------------------------------
 struct DevInputs {
-  DevBuf q, k, v, qkv, cu_q, cu_k, cos_q, sin_q, cos_k, sin_k;
+  DeviceBuffer q, k, v, qkv, cu_q, cu_k, cos_q, sin_q, cos_k, sin_k;
 };
 void upload(const Problem &pr, DevInputs *di) {
-  FUSED_CUDA_OK(di->q.upload(pr.q.data(), pr.q.bytes.size()));
-  FUSED_CUDA_OK(di->k.upload(pr.k.data(), pr.k.bytes.size()));
-  FUSED_CUDA_OK(di->v.upload(pr.v.data(), pr.v.bytes.size()));
-  FUSED_CUDA_OK(di->qkv.upload(pr.qkv.data(), pr.qkv.bytes.size()));
-  FUSED_CUDA_OK(di->cu_q.upload(pr.cu_q.data(), pr.cu_q.size() * sizeof(int32_t)));
-  FUSED_CUDA_OK(di->cu_k.upload(pr.cu_k.data(), pr.cu_k.size() * sizeof(int32_t)));
-  FUSED_CUDA_OK(di->cos_q.upload(pr.cos_q.data(), pr.cos_q.size() * sizeof(float)));
-  FUSED_CUDA_OK(di->sin_q.upload(pr.sin_q.data(), pr.sin_q.size() * sizeof(float)));
-  FUSED_CUDA_OK(di->cos_k.upload(pr.cos_k.data(), pr.cos_k.size() * sizeof(float)));
-  FUSED_CUDA_OK(di->sin_k.upload(pr.sin_k.data(), pr.sin_k.size() * sizeof(float)));
-  FUSED_CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_CUDA(di->q.alloc_upload(pr.q.data(), pr.q.bytes.size()));
+  ASSERT_CUDA(di->k.alloc_upload(pr.k.data(), pr.k.bytes.size()));
+  ASSERT_CUDA(di->v.alloc_upload(pr.v.data(), pr.v.bytes.size()));
+  ASSERT_CUDA(di->qkv.alloc_upload(pr.qkv.data(), pr.qkv.bytes.size()));
+  ASSERT_CUDA(di->cu_q.alloc_upload(pr.cu_q.data(), pr.cu_q.size() * sizeof(int32_t)));
+  ASSERT_CUDA(di->cu_k.alloc_upload(pr.cu_k.data(), pr.cu_k.size() * sizeof(int32_t)));
+  ASSERT_CUDA(di->cos_q.alloc_upload(pr.cos_q.data(), pr.cos_q.size() * sizeof(float)));
+  ASSERT_CUDA(di->sin_q.alloc_upload(pr.sin_q.data(), pr.sin_q.size() * sizeof(float)));
+  ASSERT_CUDA(di->cos_k.alloc_upload(pr.cos_k.data(), pr.cos_k.size() * sizeof(float)));
+  ASSERT_CUDA(di->sin_k.alloc_upload(pr.sin_k.data(), pr.sin_k.size() * sizeof(float)));
+  ASSERT_CUDA(cudaDeviceSynchronize());
 }
 
 struct DevOutputs {
-  DevBuf out, lse, krot;
+  DeviceBuffer out, lse, krot;
 };
 // Allocates the outputs and poisons them with 0xff bytes (NaN in every dtype), so an unwritten element fails.
 void alloc_poisoned(const Problem &pr, bool want_krot, DevOutputs *o) {
   const size_t es = hope_test::dtype_size(pr.c.dtype);
-  FUSED_CUDA_OK(o->out.alloc(static_cast<size_t>(pr.total_q) * pr.c.hq * pr.c.head_dim * es));
-  if (pr.c.with_lse) FUSED_CUDA_OK(o->lse.alloc(static_cast<size_t>(pr.total_q) * pr.c.hq * sizeof(float)));
-  if (want_krot) FUSED_CUDA_OK(o->krot.alloc(static_cast<size_t>(pr.total_k) * pr.c.hk * pr.c.head_dim * es));
-  for (DevBuf *b : {&o->out, &o->lse, &o->krot})
-    if (b->bytes() > 0) FUSED_CUDA_OK(cudaMemset(b->get(), 0xff, b->bytes()));
-  FUSED_CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_CUDA(o->out.alloc(static_cast<size_t>(pr.total_q) * pr.c.hq * pr.c.head_dim * es));
+  if (pr.c.with_lse) ASSERT_CUDA(o->lse.alloc(static_cast<size_t>(pr.total_q) * pr.c.hq * sizeof(float)));
+  if (want_krot) ASSERT_CUDA(o->krot.alloc(static_cast<size_t>(pr.total_k) * pr.c.hk * pr.c.head_dim * es));
+  for (DeviceBuffer *b : {&o->out, &o->lse, &o->krot})
+    ASSERT_CUDA(b->poison());
+  ASSERT_CUDA(cudaDeviceSynchronize());
 }
 
 hope_attention_params_t make_params(const Problem &pr, const DevInputs &di, const DevOutputs &o) {
@@ -274,12 +214,12 @@ struct Result {
 };
 void download(const Problem &pr, const DevOutputs &o, Result *r) {
   r->out = Tensor(pr.c.dtype, o.out.bytes() / hope_test::dtype_size(pr.c.dtype));
-  if (o.out.bytes() > 0) FUSED_CUDA_OK(cudaMemcpy(r->out.data(), o.out.get(), o.out.bytes(), cudaMemcpyDeviceToHost));
+  if (o.out.bytes() > 0) ASSERT_CUDA(cudaMemcpy(r->out.data(), o.out.get(), o.out.bytes(), cudaMemcpyDeviceToHost));
   r->lse.assign(o.lse.bytes() / sizeof(float), 0.f);
-  if (o.lse.bytes() > 0) FUSED_CUDA_OK(cudaMemcpy(r->lse.data(), o.lse.get(), o.lse.bytes(), cudaMemcpyDeviceToHost));
+  if (o.lse.bytes() > 0) ASSERT_CUDA(cudaMemcpy(r->lse.data(), o.lse.get(), o.lse.bytes(), cudaMemcpyDeviceToHost));
   r->krot = Tensor(pr.c.dtype, o.krot.bytes() / hope_test::dtype_size(pr.c.dtype));
   if (o.krot.bytes() > 0)
-    FUSED_CUDA_OK(cudaMemcpy(r->krot.data(), o.krot.get(), o.krot.bytes(), cudaMemcpyDeviceToHost));
+    ASSERT_CUDA(cudaMemcpy(r->krot.data(), o.krot.get(), o.krot.bytes(), cudaMemcpyDeviceToHost));
 }
 
 // One synchronous fused call (poisoned outputs; k_rotated requested or not) on `stream`.
@@ -290,8 +230,8 @@ void run_fused(const Problem &pr, bool want_krot, cudaStream_t stream, Result *r
   ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, want_krot, &o));
   const hope_attention_params_t p = make_params(pr, di, o);
   ASSERT_HOPE_OK(hope_attention_forward(&p, stream));
-  FUSED_CUDA_OK(cudaStreamSynchronize(stream));
-  FUSED_CUDA_OK(cudaGetLastError());
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  ASSERT_CUDA(cudaGetLastError());
   ASSERT_NO_FATAL_FAILURE(download(pr, o, r));
 }
 
@@ -303,7 +243,6 @@ Tol tol_for(int dtype) {
   return dtype == HOPE_DTYPE_FLOAT16 ? Tol{2e-3, 5e-3, 1.0 / 1024} : Tol{1e-2, 2e-2, 1.0 / 128};
 }
 
-std::vector<double> as_double(const std::vector<float> &v) { return std::vector<double>(v.begin(), v.end()); }
 
 // Output against the reference: all finite, relative error per sequence and overall, rows without a visible
 // key exactly 0, LSE (when requested) element-wise with -inf exact.
@@ -330,7 +269,7 @@ void expect_matches_reference(const Problem &pr, const Result &r, const std::str
               << who << ": token " << t << " head " << j << " sees no key, its output must be 0";
   if (pr.c.with_lse) {
     ASSERT_EQ(r.lse.size(), pr.ref_lse.size()) << who;
-    EXPECT_TRUE(hope_test::all_close(as_double(r.lse), pr.ref_lse, tol.lse)) << who << ": lse";
+    EXPECT_TRUE(hope_test::all_close(to_double(r.lse), pr.ref_lse, tol.lse)) << who << ": lse";
   }
 }
 
@@ -376,7 +315,7 @@ FusedCase sweep_case(const SweepParam &sp) {
   // load no K/V tile at all).
   c.lens_q = {1, 7, 0, 129, 5, 3, 70, 200};
   c.lens_k = {1, 7, 0, 200, 0, 9, 20, 10};
-  if (!quick()) {
+  if (!hope_test::quick_mode()) {
     c.lens_q.push_back(1037);
     c.lens_k.push_back(1037);
   }
@@ -555,7 +494,7 @@ TEST_F(AttentionFusedGpu, ManyHeadsMatchFloat64) {
 // gridDim.z is limited to 65535: a larger batch is split over several launches, and the sequences of the
 // later launches must land in their own rows of out and lse.
 TEST_F(AttentionFusedGpu, BatchAbove65535) {
-  if (quick()) GTEST_SKIP() << "HOPE_TEST_QUICK: 70 000 CTAs are too slow under compute-sanitizer";
+  if (hope_test::quick_mode()) GTEST_SKIP() << "HOPE_TEST_QUICK: 70 000 CTAs are too slow under compute-sanitizer";
   FusedCase c;
   c.dtype = HOPE_DTYPE_BFLOAT16;
   c.head_dim = 64;
@@ -578,7 +517,7 @@ TEST_F(AttentionFusedGpu, BatchAbove65535) {
   const int64_t tail = static_cast<int64_t>(pr.cu_q[65535]) * c.hq * c.head_dim;  // rows of sequences >= 65535
   const std::vector<double> g(got.begin() + tail, got.end()), e(pr.ref_out.begin() + tail, pr.ref_out.end());
   EXPECT_LE(hope_test::relative_error(g, e), tol_for(c.dtype).rel) << "sequences 65535 and later";
-  EXPECT_TRUE(hope_test::all_close(as_double(r.lse), pr.ref_lse, tol_for(c.dtype).lse)) << "lse";
+  EXPECT_TRUE(hope_test::all_close(to_double(r.lse), pr.ref_lse, tol_for(c.dtype).lse)) << "lse";
 }
 
 // The fused kernel and the unfused cuBLAS path agree on the same inputs.
@@ -590,8 +529,8 @@ TEST_F(AttentionFusedGpu, AgreesWithUnfusedPath) {
     c.hq = 7;
     c.hk = 1;
     c.causal = true;
-    c.lens_q = {1, 129, 70, quick() ? 200 : 1037};
-    c.lens_k = {1, 200, 20, quick() ? 200 : 1037};
+    c.lens_q = {1, 129, 70, hope_test::quick_mode() ? 200 : 1037};
+    c.lens_k = {1, 200, 20, hope_test::quick_mode() ? 200 : 1037};
     Problem pr;
     ASSERT_NO_FATAL_FAILURE(build(c, 31u + dtype, &pr));
     Result fused;
@@ -605,16 +544,16 @@ TEST_F(AttentionFusedGpu, AgreesWithUnfusedPath) {
     const hope_attention_params_t p = make_params(pr, di, o);
     size_t ws_bytes = 0;
     ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &ws_bytes));
-    DevBuf ws;
-    FUSED_CUDA_OK(ws.alloc(ws_bytes));
+    DeviceBuffer ws;
+    ASSERT_CUDA(ws.alloc(ws_bytes));
     ASSERT_HOPE_OK(hope_attention_forward_unfused(&p, ws.get(), ws_bytes, nullptr));
-    FUSED_CUDA_OK(cudaDeviceSynchronize());
+    ASSERT_CUDA(cudaDeviceSynchronize());
     Result unfused;
     ASSERT_NO_FATAL_FAILURE(download(pr, o, &unfused));
     ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, unfused, "unfused"));
     const Tol tol = tol_for(dtype);
     EXPECT_LE(hope_test::relative_error(fused.out.values(), unfused.out.values()), tol.rel) << "fused vs unfused";
-    EXPECT_TRUE(hope_test::all_close(as_double(fused.lse), as_double(unfused.lse), tol.lse)) << "lse fused vs unfused";
+    EXPECT_TRUE(hope_test::all_close(to_double(fused.lse), to_double(unfused.lse), tol.lse)) << "lse fused vs unfused";
   }
 }
 
@@ -639,10 +578,10 @@ TEST_F(AttentionFusedGpu, CudaGraphCaptureWorks) {
     const hope_attention_params_t p = make_params(pr, di, o);
 
     cudaStream_t stream = nullptr;
-    FUSED_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
-    FUSED_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
     const hope_status_t s = hope_attention_forward(&p, stream);
     const cudaError_t end = cudaStreamEndCapture(stream, &graph);
     EXPECT_EQ(s, HOPE_SUCCESS) << hope_last_error();
@@ -653,7 +592,7 @@ TEST_F(AttentionFusedGpu, CudaGraphCaptureWorks) {
       EXPECT_EQ(nodes, want_krot ? 2u : 1u) << "kernels captured";
       EXPECT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
       // Nothing ran during capture: the outputs are still poisoned; re-poison anyway, then launch twice.
-      for (DevBuf *b : {&o.out, &o.lse, &o.krot})
+      for (DeviceBuffer *b : {&o.out, &o.lse, &o.krot})
         if (b->bytes() > 0) EXPECT_EQ(cudaMemsetAsync(b->get(), 0xff, b->bytes(), stream), cudaSuccess);
       EXPECT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
       EXPECT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
@@ -662,7 +601,7 @@ TEST_F(AttentionFusedGpu, CudaGraphCaptureWorks) {
     if (exec != nullptr) EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
     if (graph != nullptr) EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
     EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
-    FUSED_CUDA_OK(cudaGetLastError());
+    ASSERT_CUDA(cudaGetLastError());
     ASSERT_FALSE(HasFailure());
     Result r;
     ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
@@ -683,7 +622,7 @@ TEST_F(AttentionFusedGpu, StreamDoesNotChangeResult) {
   Problem pr;
   ASSERT_NO_FATAL_FAILURE(build(c, 66u, &pr));
   cudaStream_t stream = nullptr;
-  FUSED_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   Result a, b;
   run_fused(pr, false, nullptr, &a);
   run_fused(pr, false, stream, &b);
@@ -736,14 +675,14 @@ TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
   EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
 
   // Nothing was written by any of these calls.
-  FUSED_CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_CUDA(cudaDeviceSynchronize());
   Result r;
   ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
   for (size_t i = 0; i < r.out.size(); ++i) ASSERT_TRUE(std::isnan(r.out.get(i))) << "out[" << i << "] was written";
 
   // The same call with supported values works.
   ASSERT_HOPE_OK(hope_attention_forward(&good, nullptr));
-  FUSED_CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_CUDA(cudaDeviceSynchronize());
   ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
   ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, r, "after the refusals"));
 }

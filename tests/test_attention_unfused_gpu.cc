@@ -19,56 +19,19 @@
 #include <gtest/gtest.h>
 
 #include "hope_attn.h"
+#include "gpu_util.h"
 #include "reference/reference.h"
 #include "test_util.h"
 
 namespace {
 
+using hope_test::cu_seqlens;
+using hope_test::DeviceBuffer;
+using hope_test::max_len;
+using hope_test::quick_mode;
+using hope_test::strided_rows;
 using hope_test::Tensor;
-
-#define CUDA_OK(expr)                                                                  \
-  do {                                                                                 \
-    cudaError_t e_ = (expr);                                                           \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(e_);             \
-  } while (0)
-
-bool quick_mode() {
-  const char *v = std::getenv("HOPE_TEST_QUICK");
-  return v != nullptr && v[0] != '\0' && v[0] != '0';
-}
-
-// A device allocation freed on scope exit; a failed cudaMalloc records a test failure and leaves ptr null.
-struct DeviceBuffer {
-  void *ptr = nullptr;
-  size_t bytes = 0;
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t n) : bytes(n) {
-    if (n == 0) return;
-    const cudaError_t e = cudaMalloc(&ptr, n);
-    if (e != cudaSuccess) {
-      ADD_FAILURE() << "cudaMalloc(" << n << "): " << cudaGetErrorString(e);
-      ptr = nullptr;
-    }
-  }
-  // Allocates an empty buffer (n == 0 allocates nothing).
-  cudaError_t alloc(size_t n) {
-    if (ptr != nullptr || n == 0) return ptr != nullptr ? cudaErrorInvalidValue : cudaSuccess;
-    bytes = n;
-    const cudaError_t e = cudaMalloc(&ptr, n);
-    if (e != cudaSuccess) ptr = nullptr;
-    return e;
-  }
-  DeviceBuffer(const DeviceBuffer &) = delete;
-  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
-  ~DeviceBuffer() {
-    if (ptr != nullptr) {
-      const cudaError_t e = cudaFree(ptr);
-      if (e != cudaSuccess) ADD_FAILURE() << "cudaFree: " << cudaGetErrorString(e);
-    }
-  }
-  template <typename T>
-  T *as() const { return static_cast<T *>(ptr); }
-};
+using hope_test::to_double;
 
 struct UnfusedCase {
   int dtype = HOPE_DTYPE_FLOAT32;
@@ -93,17 +56,6 @@ Tolerance tolerance(int dtype) {
   return {1e-5, 1e-4, 0.0, 1e-5};
 }
 
-std::vector<int32_t> prefix(const std::vector<int> &lens) {
-  std::vector<int32_t> cu(1, 0);
-  for (int l : lens) cu.push_back(cu.back() + l);
-  return cu;
-}
-int max_of(const std::vector<int> &v) {
-  int m = 0;
-  for (int x : v) m = std::max(m, x);
-  return m;
-}
-
 // cos/sin [tokens][d/2] of RoPE angles at integer positions above 100 000 (angles in double, stored as float).
 void make_cos_sin(int64_t tokens, int head_dim, std::mt19937_64 &rng, std::vector<float> *c, std::vector<float> *s) {
   const int half = head_dim / 2;
@@ -120,14 +72,6 @@ void make_cos_sin(int64_t tokens, int head_dim, std::mt19937_64 &rng, std::vecto
   }
 }
 
-// The [tokens][heads * d] block of a strided tensor as doubles (what the device sees).
-std::vector<double> packed_values(const Tensor &t, int64_t tokens, int64_t width, int64_t stride) {
-  std::vector<double> v(static_cast<size_t>(tokens * width));
-  for (int64_t r = 0; r < tokens; ++r)
-    for (int64_t c = 0; c < width; ++c) v[static_cast<size_t>(r * width + c)] = t.get(static_cast<size_t>(r * stride + c));
-  return v;
-}
-std::vector<double> to_double(const std::vector<float> &f) { return std::vector<double>(f.begin(), f.end()); }
 
 // Host-side inputs of one problem and its float64 reference answer.
 struct Problem {
@@ -142,8 +86,8 @@ struct Problem {
 void build_problem(const UnfusedCase &c, uint64_t seed, Problem *pr) {
   std::mt19937_64 rng(seed);
   pr->c = c;
-  pr->cu_q = prefix(c.lens_q);
-  pr->cu_k = prefix(c.lens_k);
+  pr->cu_q = cu_seqlens(c.lens_q);
+  pr->cu_k = cu_seqlens(c.lens_k);
   pr->total_q = pr->cu_q.back();
   pr->total_k = pr->cu_k.back();
   const int d = c.head_dim;
@@ -152,9 +96,9 @@ void build_problem(const UnfusedCase &c, uint64_t seed, Problem *pr) {
   pr->q = hope_test::random_tensor(c.dtype, static_cast<size_t>(pr->total_q * pr->q_stride), rng);
   pr->k = hope_test::random_tensor(c.dtype, static_cast<size_t>(pr->total_k * pr->kv_stride), rng);
   pr->v = hope_test::random_tensor(c.dtype, static_cast<size_t>(pr->total_k * pr->kv_stride), rng);
-  std::vector<double> q = packed_values(pr->q, pr->total_q, static_cast<int64_t>(c.hq) * d, pr->q_stride);
-  std::vector<double> k = packed_values(pr->k, pr->total_k, static_cast<int64_t>(c.hk) * d, pr->kv_stride);
-  std::vector<double> v = packed_values(pr->v, pr->total_k, static_cast<int64_t>(c.hk) * d, pr->kv_stride);
+  std::vector<double> q = strided_rows(pr->q, pr->total_q, static_cast<int64_t>(c.hq) * d, pr->q_stride);
+  std::vector<double> k = strided_rows(pr->k, pr->total_k, static_cast<int64_t>(c.hk) * d, pr->kv_stride);
+  std::vector<double> v = strided_rows(pr->v, pr->total_k, static_cast<int64_t>(c.hk) * d, pr->kv_stride);
   if (c.rotate) {
     make_cos_sin(pr->total_q, d, rng, &pr->cos_q, &pr->sin_q);
     make_cos_sin(pr->total_k, d, rng, &pr->cos_k, &pr->sin_k);
@@ -180,10 +124,9 @@ struct DeviceInputs {
 };
 void upload(const Problem &pr, DeviceInputs *di) {
   auto put = [](DeviceBuffer *dst, const void *src, size_t bytes) -> cudaError_t {
-    if (bytes == 0) return cudaSuccess;
-    const cudaError_t e = dst->alloc(bytes);
+    const cudaError_t e = dst->alloc_or_null(bytes);
     if (e != cudaSuccess) return e;
-    return cudaMemcpy(dst->ptr, src, bytes, cudaMemcpyHostToDevice);
+    return dst->upload(src, bytes);
   };
   // q, k and v must be non-NULL whenever batch > 0 (the library cannot see device cu_seqlens), even when the
   // totals are 0: an empty tensor gets a 16-byte placeholder that nothing may read.
@@ -191,16 +134,16 @@ void upload(const Problem &pr, DeviceInputs *di) {
     if (t.bytes.empty()) return dst->alloc(16);
     return put(dst, t.data(), t.bytes.size());
   };
-  CUDA_OK(put_tensor(&di->q, pr.q));
-  CUDA_OK(put_tensor(&di->k, pr.k));
-  CUDA_OK(put_tensor(&di->v, pr.v));
-  CUDA_OK(put(&di->cu_q, pr.cu_q.data(), pr.cu_q.size() * sizeof(int32_t)));
-  CUDA_OK(put(&di->cu_k, pr.cu_k.data(), pr.cu_k.size() * sizeof(int32_t)));
-  CUDA_OK(put(&di->cos_q, pr.cos_q.data(), pr.cos_q.size() * sizeof(float)));
-  CUDA_OK(put(&di->sin_q, pr.sin_q.data(), pr.sin_q.size() * sizeof(float)));
-  CUDA_OK(put(&di->cos_k, pr.cos_k.data(), pr.cos_k.size() * sizeof(float)));
-  CUDA_OK(put(&di->sin_k, pr.sin_k.data(), pr.sin_k.size() * sizeof(float)));
-  CUDA_OK(cudaDeviceSynchronize());  // callers may launch on a non-blocking stream next
+  ASSERT_CUDA(put_tensor(&di->q, pr.q));
+  ASSERT_CUDA(put_tensor(&di->k, pr.k));
+  ASSERT_CUDA(put_tensor(&di->v, pr.v));
+  ASSERT_CUDA(put(&di->cu_q, pr.cu_q.data(), pr.cu_q.size() * sizeof(int32_t)));
+  ASSERT_CUDA(put(&di->cu_k, pr.cu_k.data(), pr.cu_k.size() * sizeof(int32_t)));
+  ASSERT_CUDA(put(&di->cos_q, pr.cos_q.data(), pr.cos_q.size() * sizeof(float)));
+  ASSERT_CUDA(put(&di->sin_q, pr.sin_q.data(), pr.sin_q.size() * sizeof(float)));
+  ASSERT_CUDA(put(&di->cos_k, pr.cos_k.data(), pr.cos_k.size() * sizeof(float)));
+  ASSERT_CUDA(put(&di->sin_k, pr.sin_k.data(), pr.sin_k.size() * sizeof(float)));
+  ASSERT_CUDA(cudaDeviceSynchronize());  // callers may launch on a non-blocking stream next
 }
 
 hope_attention_params_t make_params(const Problem &pr, int backend) {
@@ -213,8 +156,8 @@ hope_attention_params_t make_params(const Problem &pr, int backend) {
   p.num_q_heads = c.hq;
   p.num_kv_heads = c.hk;
   p.head_dim = c.head_dim;
-  p.max_seqlen_q = max_of(c.lens_q);
-  p.max_seqlen_k = max_of(c.lens_k);
+  p.max_seqlen_q = max_len(c.lens_q);
+  p.max_seqlen_k = max_len(c.lens_k);
   p.softmax_scale = c.scale;
   p.causal = c.causal ? 1 : 0;
   p.q_row_stride = c.row_pad ? pr.q_stride : 0;
@@ -236,56 +179,63 @@ struct DeviceOutputs {
 void alloc_poisoned(const Problem &pr, DeviceOutputs *dout) {
   const size_t es = hope_test::dtype_size(pr.c.dtype);
   // out must be non-NULL even when total_q is 0 (see upload): at least one element, poisoned like the rest.
-  CUDA_OK(dout->out.alloc(std::max<size_t>(static_cast<size_t>(pr.total_q) * pr.c.hq * pr.c.head_dim * es, es)));
-  CUDA_OK(dout->lse.alloc(pr.c.with_lse ? static_cast<size_t>(pr.total_q) * pr.c.hq * sizeof(float) : 0));
-  CUDA_OK(dout->krot.alloc(pr.c.k_rotated ? static_cast<size_t>(pr.total_k) * pr.c.hk * pr.c.head_dim * es : 0));
+  ASSERT_CUDA(dout->out.alloc(std::max<size_t>(static_cast<size_t>(pr.total_q) * pr.c.hq * pr.c.head_dim * es, es)));
+  ASSERT_CUDA(dout->lse.alloc_or_null(pr.c.with_lse ? static_cast<size_t>(pr.total_q) * pr.c.hq * sizeof(float) : 0));
+  ASSERT_CUDA(
+      dout->krot.alloc_or_null(pr.c.k_rotated ? static_cast<size_t>(pr.total_k) * pr.c.hk * pr.c.head_dim * es : 0));
   for (DeviceBuffer *b : {&dout->out, &dout->lse, &dout->krot})
-    if (b->bytes > 0) CUDA_OK(cudaMemset(b->ptr, 0xff, b->bytes));
-  CUDA_OK(cudaDeviceSynchronize());  // the poison lands before a call on a non-blocking stream
+    ASSERT_CUDA(b->poison());
+  ASSERT_CUDA(cudaDeviceSynchronize());  // the poison lands before a call on a non-blocking stream
 }
 void bind(const DeviceInputs &di, const DeviceOutputs &dout, const Problem &pr, hope_attention_params_t *p) {
   p->cu_seqlens_q = di.cu_q.as<int32_t>();
   p->cu_seqlens_k = di.cu_k.as<int32_t>();
-  p->q = di.q.ptr;
-  p->k = di.k.ptr;
-  p->v = di.v.ptr;
+  p->q = di.q.get();
+  p->k = di.k.get();
+  p->v = di.v.get();
   if (pr.c.rotate) {
     p->cos_q = di.cos_q.as<float>();
     p->sin_q = di.sin_q.as<float>();
     p->cos_k = di.cos_k.as<float>();
     p->sin_k = di.sin_k.as<float>();
   }
-  p->out = dout.out.ptr;
+  p->out = dout.out.get();
   p->lse = dout.lse.as<float>();
-  p->k_rotated = dout.krot.ptr;
+  p->k_rotated = dout.krot.get();
 }
 void download(const Problem &pr, const DeviceOutputs &dout, Outputs *o) {
   o->out = Tensor(pr.c.dtype, static_cast<size_t>(pr.total_q) * pr.c.hq * pr.c.head_dim);
   if (!o->out.bytes.empty())
-    CUDA_OK(cudaMemcpy(o->out.data(), dout.out.ptr, o->out.bytes.size(), cudaMemcpyDeviceToHost));
-  o->lse.assign(dout.lse.bytes / sizeof(float), 0.0f);
+    ASSERT_CUDA(cudaMemcpy(o->out.data(), dout.out.get(), o->out.bytes.size(), cudaMemcpyDeviceToHost));
+  o->lse.assign(dout.lse.bytes() / sizeof(float), 0.0f);
   if (!o->lse.empty())
-    CUDA_OK(cudaMemcpy(o->lse.data(), dout.lse.ptr, dout.lse.bytes, cudaMemcpyDeviceToHost));
-  o->krot = Tensor(pr.c.dtype, dout.krot.bytes / hope_test::dtype_size(pr.c.dtype));
+    ASSERT_CUDA(cudaMemcpy(o->lse.data(), dout.lse.get(), dout.lse.bytes(), cudaMemcpyDeviceToHost));
+  o->krot = Tensor(pr.c.dtype, dout.krot.bytes() / hope_test::dtype_size(pr.c.dtype));
   if (!o->krot.bytes.empty())
-    CUDA_OK(cudaMemcpy(o->krot.data(), dout.krot.ptr, dout.krot.bytes, cudaMemcpyDeviceToHost));
+    ASSERT_CUDA(cudaMemcpy(o->krot.data(), dout.krot.get(), dout.krot.bytes(), cudaMemcpyDeviceToHost));
+}
+
+// Inputs uploaded, outputs allocated and poisoned, and the CUDA call's parameters bound to them.
+void prepare(const Problem &pr, DeviceInputs *di, DeviceOutputs *dout, hope_attention_params_t *p) {
+  ASSERT_NO_FATAL_FAILURE(upload(pr, di));
+  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, dout));
+  *p = make_params(pr, HOPE_BACKEND_CUDA);
+  bind(*di, *dout, pr, p);
 }
 
 // One synchronous unfused call on `stream` with a workspace of exactly the queried size.
 void run_unfused(const Problem &pr, cudaStream_t stream, Outputs *o) {
   DeviceInputs di;
-  ASSERT_NO_FATAL_FAILURE(upload(pr, &di));
   DeviceOutputs dout;
-  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, &dout));
-  hope_attention_params_t p = make_params(pr, HOPE_BACKEND_CUDA);
-  bind(di, dout, pr, &p);
+  hope_attention_params_t p;
+  ASSERT_NO_FATAL_FAILURE(prepare(pr, &di, &dout, &p));
   size_t ws_bytes = 0;
   ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &ws_bytes));
   DeviceBuffer ws(ws_bytes);
-  if (ws_bytes > 0) ASSERT_NE(ws.ptr, nullptr);
-  ASSERT_HOPE_OK(hope_attention_forward_unfused(&p, ws.ptr, ws_bytes, stream));
-  CUDA_OK(cudaStreamSynchronize(stream));
-  CUDA_OK(cudaGetLastError());
+  if (ws_bytes > 0) ASSERT_NE(ws.get(), nullptr);
+  ASSERT_HOPE_OK(hope_attention_forward_unfused(&p, ws.get(), ws_bytes, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  ASSERT_CUDA(cudaGetLastError());
   ASSERT_NO_FATAL_FAILURE(download(pr, dout, o));
 }
 
@@ -311,8 +261,6 @@ void run_cpu(const Problem &pr, Outputs *o) {
   ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
 }
 
-std::vector<double> lse_values(const std::vector<float> &l) { return std::vector<double>(l.begin(), l.end()); }
-
 // Checks device outputs against the float64 reference (and k_rotated against the rotated reference keys).
 void expect_matches_reference(const Problem &pr, const Outputs &o, const char *who) {
   const Tolerance tol = tolerance(pr.c.dtype);
@@ -321,7 +269,7 @@ void expect_matches_reference(const Problem &pr, const Outputs &o, const char *w
     ASSERT_TRUE(std::isfinite(got[i])) << who << ": out[" << i << "] = " << got[i] << " is not finite";
   const double rel = hope_test::relative_error(got, pr.ref_out);
   EXPECT_LE(rel, tol.rel) << who << ": relative error of out";
-  if (pr.c.with_lse) EXPECT_TRUE(hope_test::all_close(lse_values(o.lse), pr.ref_lse, tol.lse)) << who << ": lse";
+  if (pr.c.with_lse) EXPECT_TRUE(hope_test::all_close(to_double(o.lse), pr.ref_lse, tol.lse)) << who << ": lse";
   // Rows with no visible key must be exactly 0 (lse -inf is checked exactly by all_close above).
   const int64_t width = static_cast<int64_t>(pr.c.hq) * pr.c.head_dim;
   for (int64_t t = 0; t < pr.total_q; ++t)
@@ -345,7 +293,7 @@ void expect_backends_agree(const Problem &pr, const Outputs &gpu, const Outputs 
   const Tolerance tol = tolerance(pr.c.dtype);
   EXPECT_LE(hope_test::relative_error(gpu.out.values(), cpu.out.values()), tol.rel) << "GPU unfused vs CPU backend";
   if (pr.c.with_lse)
-    EXPECT_TRUE(hope_test::all_close(lse_values(gpu.lse), lse_values(cpu.lse), tol.lse)) << "lse GPU vs CPU";
+    EXPECT_TRUE(hope_test::all_close(to_double(gpu.lse), to_double(cpu.lse), tol.lse)) << "lse GPU vs CPU";
 }
 
 // ---- the main sweep ----------------------------------------------------------------------------------------
@@ -504,33 +452,31 @@ TEST_F(AttentionUnfusedGpu, WorkspaceTooSmallIsOutOfMemoryAndWritesNothing) {
   Problem pr;
   ASSERT_NO_FATAL_FAILURE(build_problem(c, 8u, &pr));
   DeviceInputs di;
-  ASSERT_NO_FATAL_FAILURE(upload(pr, &di));
   DeviceOutputs dout;
-  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, &dout));
-  hope_attention_params_t p = make_params(pr, HOPE_BACKEND_CUDA);
-  bind(di, dout, pr, &p);
+  hope_attention_params_t p;
+  ASSERT_NO_FATAL_FAILURE(prepare(pr, &di, &dout, &p));
   size_t need = 0;
   ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &need));
   ASSERT_GT(need, 0u);
   // The documented size: O(Hq * batch * max_q * max_k) floats at least.
   EXPECT_GE(need, static_cast<size_t>(4) * 2 * 129 * 129 * sizeof(float));
   DeviceBuffer ws(need);
-  ASSERT_NE(ws.ptr, nullptr);
-  EXPECT_HOPE_FAIL(hope_attention_forward_unfused(&p, ws.ptr, need - 1, nullptr), HOPE_ERROR_OUT_OF_MEMORY);
+  ASSERT_NE(ws.get(), nullptr);
+  EXPECT_HOPE_FAIL(hope_attention_forward_unfused(&p, ws.get(), need - 1, nullptr), HOPE_ERROR_OUT_OF_MEMORY);
   EXPECT_NE(std::string(hope_last_error()).find("workspace"), std::string::npos) << hope_last_error();
-  EXPECT_HOPE_FAIL(hope_attention_forward_unfused(&p, ws.ptr, 0, nullptr), HOPE_ERROR_OUT_OF_MEMORY);
-  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_HOPE_FAIL(hope_attention_forward_unfused(&p, ws.get(), 0, nullptr), HOPE_ERROR_OUT_OF_MEMORY);
+  ASSERT_CUDA(cudaDeviceSynchronize());
   for (const DeviceBuffer *b : {&dout.out, &dout.lse, &dout.krot}) {
-    ASSERT_GT(b->bytes, 0u);
-    std::vector<uint8_t> bytes(b->bytes);
-    CUDA_OK(cudaMemcpy(bytes.data(), b->ptr, b->bytes, cudaMemcpyDeviceToHost));
+    ASSERT_GT(b->bytes(), 0u);
+    std::vector<uint8_t> bytes(b->bytes());
+    ASSERT_CUDA(cudaMemcpy(bytes.data(), b->get(), b->bytes(), cudaMemcpyDeviceToHost));
     size_t touched = 0;
     for (uint8_t x : bytes) touched += x != 0xff;
     EXPECT_EQ(touched, 0u) << "a failed call wrote " << touched << " bytes of an output";
   }
   // The same call with the full workspace then succeeds.
-  EXPECT_HOPE_OK(hope_attention_forward_unfused(&p, ws.ptr, need, nullptr));
-  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_HOPE_OK(hope_attention_forward_unfused(&p, ws.get(), need, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
 }
 
 // A workspace pointer that is not 256-byte aligned works when the queried size is given.
@@ -544,17 +490,15 @@ TEST_F(AttentionUnfusedGpu, UnalignedWorkspaceWorks) {
   Problem pr;
   ASSERT_NO_FATAL_FAILURE(build_problem(c, 9u, &pr));
   DeviceInputs di;
-  ASSERT_NO_FATAL_FAILURE(upload(pr, &di));
   DeviceOutputs dout;
-  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, &dout));
-  hope_attention_params_t p = make_params(pr, HOPE_BACKEND_CUDA);
-  bind(di, dout, pr, &p);
+  hope_attention_params_t p;
+  ASSERT_NO_FATAL_FAILURE(prepare(pr, &di, &dout, &p));
   size_t need = 0;
   ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &need));
   DeviceBuffer ws(need + 64);
-  ASSERT_NE(ws.ptr, nullptr);
+  ASSERT_NE(ws.get(), nullptr);
   ASSERT_HOPE_OK(hope_attention_forward_unfused(&p, ws.as<char>() + 16, need, nullptr));
-  CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_CUDA(cudaDeviceSynchronize());
   Outputs o;
   ASSERT_NO_FATAL_FAILURE(download(pr, dout, &o));
   ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, o, "GPU unfused"));
@@ -571,38 +515,36 @@ TEST_F(AttentionUnfusedGpu, CapturesInCudaGraph) {
   Problem pr;
   ASSERT_NO_FATAL_FAILURE(build_problem(c, 10u, &pr));
   DeviceInputs di;
-  ASSERT_NO_FATAL_FAILURE(upload(pr, &di));
   DeviceOutputs dout;
-  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, &dout));
-  hope_attention_params_t p = make_params(pr, HOPE_BACKEND_CUDA);
-  bind(di, dout, pr, &p);
+  hope_attention_params_t p;
+  ASSERT_NO_FATAL_FAILURE(prepare(pr, &di, &dout, &p));
   size_t need = 0;
   ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &need));
   DeviceBuffer ws(need);
-  ASSERT_NE(ws.ptr, nullptr);
+  ASSERT_NE(ws.get(), nullptr);
   cudaStream_t stream = nullptr;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   // Warm-up outside the capture (the first call on a device creates the cuBLAS handle).
-  EXPECT_HOPE_OK(hope_attention_forward_unfused(&p, ws.ptr, need, stream));
-  CUDA_OK(cudaStreamSynchronize(stream));
-  for (const DeviceBuffer *b : {&dout.out, &dout.lse, &dout.krot}) CUDA_OK(cudaMemset(b->ptr, 0xff, b->bytes));
-  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_HOPE_OK(hope_attention_forward_unfused(&p, ws.get(), need, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  for (DeviceBuffer *b : {&dout.out, &dout.lse, &dout.krot}) ASSERT_CUDA(b->poison());
+  ASSERT_CUDA(cudaDeviceSynchronize());
   cudaGraph_t graph = nullptr;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  const hope_status_t st = hope_attention_forward_unfused(&p, ws.ptr, need, stream);
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const hope_status_t st = hope_attention_forward_unfused(&p, ws.get(), need, stream);
   const std::string msg = hope_last_error();
   const cudaError_t end = cudaStreamEndCapture(stream, &graph);
   EXPECT_EQ(st, HOPE_SUCCESS) << msg;
   ASSERT_EQ(end, cudaSuccess) << cudaGetErrorString(end);
   cudaGraphExec_t exec = nullptr;
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
-  CUDA_OK(cudaGraphLaunch(exec, stream));
-  CUDA_OK(cudaStreamSynchronize(stream));
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
   Outputs o;
   ASSERT_NO_FATAL_FAILURE(download(pr, dout, &o));
-  CUDA_OK(cudaGraphExecDestroy(exec));
-  CUDA_OK(cudaGraphDestroy(graph));
-  CUDA_OK(cudaStreamDestroy(stream));
+  ASSERT_CUDA(cudaGraphExecDestroy(exec));
+  ASSERT_CUDA(cudaGraphDestroy(graph));
+  ASSERT_CUDA(cudaStreamDestroy(stream));
   ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, o, "GPU unfused (graph)"));
   expect_krot_matches(pr, o);
 }

@@ -14,29 +14,12 @@
 
 namespace {
 
+using hope_test::image_segment;
+using hope_test::text_segment;
+using hope_test::video_segment;
+
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
-
-hope_segment_t text(int32_t n) {
-  hope_segment_t s{};
-  s.kind = HOPE_SEGMENT_TEXT;
-  s.length = n;
-  return s;
-}
-hope_segment_t video(int32_t t, int32_t h, int32_t w, float scale = 0.0f) {
-  hope_segment_t s{};
-  s.kind = HOPE_SEGMENT_VIDEO;
-  s.grid_t = t;
-  s.grid_h = h;
-  s.grid_w = w;
-  s.temporal_scale = scale;
-  return s;
-}
-hope_segment_t image(int32_t h, int32_t w, float scale = 0.0f) {
-  hope_segment_t s = video(1, h, w, scale);
-  s.kind = HOPE_SEGMENT_IMAGE;
-  return s;
-}
 
 uint32_t bits(float f) {
   uint32_t u;
@@ -110,7 +93,7 @@ const char *layout_name(hope_layout_t l) {
 // ---- hand-worked examples -------------------------------------------------------------------------------
 
 // text 3 + video (T, H, W) = (2, 2, 3) + text 2, default scale 0.5, start 10.
-std::vector<hope_segment_t> example_a() { return {text(3), video(2, 2, 3), text(2)}; }
+std::vector<hope_segment_t> example_a() { return {text_segment(3), video_segment(2, 2, 3), text_segment(2)}; }
 
 TEST(PositionsBuild, DiagonalHandWorked) {
   // Video base 13; floor((H-1)/2) = 0, floor((W-1)/2) = 1; t = 13 + 0.5 f; text resumes at 13.5 + 1.
@@ -146,7 +129,7 @@ TEST(PositionsBuild, SequentialHandWorked) {
 
 TEST(PositionsBuild, ImageDiagonalAndMrope) {
   // text 1 + image 3 x 4 + text 1 from 0. Diagonal: base 1, floor(2/2) = 1, floor(3/2) = 1, so h = y, w = x.
-  const std::vector<hope_segment_t> segs = {text(1), image(3, 4), text(1)};
+  const std::vector<hope_segment_t> segs = {text_segment(1), image_segment(3, 4), text_segment(1)};
   const Built d = build(segs, HOPE_LAYOUT_DIAGONAL, 1.0f, 0.0f);
   EXPECT_TRUE(rows_equal(d, {{0, 0, 0},
                              {1, 0, 0}, {1, 0, 1}, {1, 0, 2}, {1, 0, 3},
@@ -167,21 +150,21 @@ TEST(PositionsBuild, ImageDiagonalAndMrope) {
 TEST(PositionsBuild, SegmentScaleOverridesDefault) {
   // Two 3 x 1 x 1 videos from 0, default 1.0: the first uses it (scale 0 and a negative scale both mean
   // default), the second carries 0.25, giving fractional positions.
-  const Built b = build({video(3, 1, 1, 0.0f), video(3, 1, 1, 0.25f), video(2, 1, 1, -3.0f)}, HOPE_LAYOUT_DIAGONAL,
-                        1.0f, 0.0f);
+  const Built b = build({video_segment(3, 1, 1, 0.0f), video_segment(3, 1, 1, 0.25f), video_segment(2, 1, 1, -3.0f)},
+                        HOPE_LAYOUT_DIAGONAL, 1.0f, 0.0f);
   EXPECT_TRUE(rows_equal(b, {{0, 0, 0}, {1, 1, 1}, {2, 2, 2},
                              {3, 3, 3}, {3.25f, 3.25f, 3.25f}, {3.5f, 3.5f, 3.5f},
                              {4.5f, 4.5f, 4.5f}, {5.5f, 5.5f, 5.5f}}));
   EXPECT_EQ(b.next, 6.5f);
   // The scale does not matter in M-RoPE.
-  const Built m = build({video(3, 1, 1, 0.0f), video(3, 1, 1, 0.25f)}, HOPE_LAYOUT_MROPE, 1.0f, 0.0f);
+  const Built m = build({video_segment(3, 1, 1, 0.0f), video_segment(3, 1, 1, 0.25f)}, HOPE_LAYOUT_MROPE, 1.0f, 0.0f);
   EXPECT_TRUE(rows_equal(m, {{0, 0, 0}, {1, 0, 0}, {2, 0, 0}, {3, 3, 3}, {4, 3, 3}, {5, 3, 3}}));
   EXPECT_EQ(m.next, 6.0f);
 }
 
 TEST(PositionsBuild, EndingWithVision) {
   // text 2 + video 4 x 1 x 2 at scale 0.75 from 0.
-  const std::vector<hope_segment_t> segs = {text(2), video(4, 1, 2, 0.75f)};
+  const std::vector<hope_segment_t> segs = {text_segment(2), video_segment(4, 1, 2, 0.75f)};
   const Built d = build(segs, HOPE_LAYOUT_DIAGONAL, 1.0f, 0.0f);
   // t = 2, 2.75, 3.5, 4.25; floor(0/2) = 0, floor(1/2) = 0, so h = t and w = t + x.
   EXPECT_TRUE(rows_equal(d, {{0, 0, 0}, {1, 1, 1},
@@ -201,11 +184,11 @@ TEST(PositionsBuild, EndingWithVision) {
 
 TEST(PositionsBuild, MropeResumesAfterTallestAxis) {
   // The largest of the three rows decides: here H (5) beats T (2) and W (3).
-  const Built m = build({video(2, 5, 3), text(1)}, HOPE_LAYOUT_MROPE, 1.0f, 7.0f);
+  const Built m = build({video_segment(2, 5, 3), text_segment(1)}, HOPE_LAYOUT_MROPE, 1.0f, 7.0f);
   EXPECT_EQ(m.tok.back()[0], 12.0f);
   EXPECT_EQ(m.next, 13.0f);
   // Diagonal: H = 5 gives h up to t + 2, which does not move the text.
-  const Built d = build({video(2, 5, 3), text(1)}, HOPE_LAYOUT_DIAGONAL, 1.0f, 7.0f);
+  const Built d = build({video_segment(2, 5, 3), text_segment(1)}, HOPE_LAYOUT_DIAGONAL, 1.0f, 7.0f);
   EXPECT_EQ(d.tok.back()[0], 9.0f);
   EXPECT_EQ(d.next, 10.0f);
 }
@@ -213,14 +196,15 @@ TEST(PositionsBuild, MropeResumesAfterTallestAxis) {
 TEST(PositionsBuild, AllTextAndEmptyTextSegments) {
   for (hope_layout_t layout : {HOPE_LAYOUT_SEQUENTIAL, HOPE_LAYOUT_MROPE, HOPE_LAYOUT_DIAGONAL}) {
     SCOPED_TRACE(layout_name(layout));
-    const Built b = build({text(5), text(0), text(3), text(0)}, layout, 1.0f, 7.0f);
+    const Built b = build({text_segment(5), text_segment(0), text_segment(3), text_segment(0)}, layout, 1.0f, 7.0f);
     std::vector<std::array<float, 3>> want;
     for (int k = 0; k < 8; ++k) want.push_back({7.0f + k, 7.0f + k, 7.0f + k});
     EXPECT_TRUE(rows_equal(b, want));
     EXPECT_EQ(b.next, 15.0f);
   }
   // An empty text segment between blocks changes nothing.
-  const Built with = build({video(2, 1, 1), text(0), video(1, 1, 1)}, HOPE_LAYOUT_DIAGONAL, 0.5f, 0.0f);
+  const Built with =
+      build({video_segment(2, 1, 1), text_segment(0), video_segment(1, 1, 1)}, HOPE_LAYOUT_DIAGONAL, 0.5f, 0.0f);
   EXPECT_TRUE(rows_equal(with, {{0, 0, 0}, {0.5f, 0.5f, 0.5f}, {1.5f, 1.5f, 1.5f}}));
   EXPECT_EQ(with.next, 2.5f);
 }
@@ -228,10 +212,10 @@ TEST(PositionsBuild, AllTextAndEmptyTextSegments) {
 TEST(PositionsBuild, OneToken) {
   for (hope_layout_t layout : {HOPE_LAYOUT_SEQUENTIAL, HOPE_LAYOUT_MROPE, HOPE_LAYOUT_DIAGONAL}) {
     SCOPED_TRACE(layout_name(layout));
-    const Built t = build({text(1)}, layout, 1.0f, 0.0f);
+    const Built t = build({text_segment(1)}, layout, 1.0f, 0.0f);
     EXPECT_TRUE(rows_equal(t, {{0, 0, 0}}));
     EXPECT_EQ(t.next, 1.0f);
-    const Built i = build({image(1, 1, 0.5f)}, layout, 1.0f, 42.5f);
+    const Built i = build({image_segment(1, 1, 0.5f)}, layout, 1.0f, 42.5f);
     EXPECT_TRUE(rows_equal(i, {{42.5f, 42.5f, 42.5f}}));
     EXPECT_EQ(i.next, 43.5f);
   }
@@ -247,13 +231,13 @@ TEST(PositionsBuild, EmptyList) {
     EXPECT_HOPE_OK(hope_positions_build(nullptr, 0, layout, 1.0f, 123.25f, nullptr, 0, &next));
     EXPECT_EQ(next, 123.25f);
     // Only empty text: still 0 tokens.
-    const hope_segment_t empty = text(0);
+    const hope_segment_t empty = text_segment(0);
     next = kNaN;
     EXPECT_HOPE_OK(hope_positions_build(&empty, 1, layout, 1.0f, 5.0f, nullptr, 0, &next));
     EXPECT_EQ(next, 5.0f);
   }
   // next_position may be NULL.
-  const hope_segment_t one = text(1);
+  const hope_segment_t one = text_segment(1);
   float p[3] = {kNaN, kNaN, kNaN};
   EXPECT_HOPE_OK(hope_positions_build(&one, 1, HOPE_LAYOUT_DIAGONAL, 1.0f, 2.0f, p, 1, nullptr));
   EXPECT_EQ(p[0], 2.0f);
@@ -262,7 +246,7 @@ TEST(PositionsBuild, EmptyList) {
 
 TEST(PositionsBuild, AboveOneHundredThousand) {
   // A long text prefix, then a video at scale 0.75, from start 1000.5: base 151000.5.
-  const std::vector<hope_segment_t> segs = {text(150000), video(3, 3, 3, 0.75f), text(2)};
+  const std::vector<hope_segment_t> segs = {text_segment(150000), video_segment(3, 3, 3, 0.75f), text_segment(2)};
   const Built d = build(segs, HOPE_LAYOUT_DIAGONAL, 1.0f, 1000.5f);
   ASSERT_EQ(d.n, 150000 + 27 + 2);
   EXPECT_EQ(d.tok[149999][0], 150999.5f);
@@ -277,7 +261,7 @@ TEST(PositionsBuild, AboveOneHundredThousand) {
   EXPECT_TRUE(matches_reference(segs, HOPE_LAYOUT_MROPE, 1.0f, 1000.5f));
   EXPECT_TRUE(matches_reference(segs, HOPE_LAYOUT_SEQUENTIAL, 1.0f, 1000.5f));
   // A start near 2^20 with a fractional scale: values are rounded to float32 once.
-  const std::vector<hope_segment_t> far = {video(5, 2, 2, 0.3f), text(3)};
+  const std::vector<hope_segment_t> far = {video_segment(5, 2, 2, 0.3f), text_segment(3)};
   EXPECT_TRUE(matches_reference(far, HOPE_LAYOUT_DIAGONAL, 1.0f, 1048000.0f));
   EXPECT_TRUE(matches_reference(far, HOPE_LAYOUT_DIAGONAL, 1.0f, 3.0e7f));
 }
@@ -285,7 +269,7 @@ TEST(PositionsBuild, AboveOneHundredThousand) {
 TEST(PositionsBuild, FractionalScalesAreExact) {
   // 0.3 is not a dyadic number; t = base + f * float(0.3) is rounded once, not accumulated.
   const float s = 0.3f;
-  const Built b = build({video(4, 1, 1, s)}, HOPE_LAYOUT_DIAGONAL, 1.0f, 0.0f);
+  const Built b = build({video_segment(4, 1, 1, s)}, HOPE_LAYOUT_DIAGONAL, 1.0f, 0.0f);
   for (int f = 0; f < 4; ++f) EXPECT_EQ(bits(b.tok[f][0]), bits(static_cast<float>(f * static_cast<double>(s))));
   EXPECT_EQ(bits(b.next), bits(static_cast<float>(3 * static_cast<double>(s) + 1.0)));
 }
@@ -302,7 +286,7 @@ std::vector<hope_segment_t> random_sequence(std::mt19937_64 &rng) {
   for (int i = 0; i < n; ++i) {
     const int k = kind(rng);
     if (k == 0) {
-      segs.push_back(text(len(rng)));
+      segs.push_back(text_segment(len(rng)));
       continue;
     }
     float scale = 0.0f;
@@ -312,7 +296,8 @@ std::vector<hope_segment_t> random_sequence(std::mt19937_64 &rng) {
       case 2: scale = any_scale(rng); break;
       default: scale = -1.0f; break;
     }
-    segs.push_back(k == 1 ? image(side(rng), side(rng), scale) : video(small(rng), side(rng), side(rng), scale));
+    segs.push_back(k == 1 ? image_segment(side(rng), side(rng), scale)
+                          : video_segment(small(rng), side(rng), side(rng), scale));
   }
   return segs;
 }
@@ -362,7 +347,7 @@ TEST(PositionsBuild, ChainedBuildsContinueFromNextPosition) {
 // ---- bad input --------------------------------------------------------------------------------------
 
 TEST(PositionsCount, RejectsBadInput) {
-  const hope_segment_t ok[2] = {text(3), video(2, 2, 2)};
+  const hope_segment_t ok[2] = {text_segment(3), video_segment(2, 2, 2)};
   int64_t n = -7;
   EXPECT_HOPE_FAIL(hope_positions_count(ok, 2, nullptr), HOPE_ERROR_INVALID_VALUE);
   EXPECT_HOPE_FAIL(hope_positions_count(nullptr, 2, &n), HOPE_ERROR_INVALID_VALUE);
@@ -373,29 +358,29 @@ TEST(PositionsCount, RejectsBadInput) {
     const char *what;
     hope_segment_t bad;
   };
-  hope_segment_t unknown = text(1);
+  hope_segment_t unknown = text_segment(1);
   unknown.kind = 3;
-  hope_segment_t negative_kind = text(1);
+  hope_segment_t negative_kind = text_segment(1);
   negative_kind.kind = -1;
   const Case cases[] = {
-      {"negative text length", text(-1)},
-      {"grid_t 0", video(0, 2, 2)},
-      {"grid_h 0", video(2, 0, 2)},
-      {"grid_w 0", video(2, 2, 0)},
-      {"negative grid", video(2, -2, 2)},
-      {"image grid 0", image(0, 3)},
-      {"image with grid_t 2", [] { hope_segment_t s = image(2, 2); s.grid_t = 2; return s; }()},
-      {"NaN scale", video(1, 1, 1, kNaN)},
-      {"inf scale", video(1, 1, 1, kInf)},
-      {"-inf scale", image(1, 1, -kInf)},
+      {"negative text length", text_segment(-1)},
+      {"grid_t 0", video_segment(0, 2, 2)},
+      {"grid_h 0", video_segment(2, 0, 2)},
+      {"grid_w 0", video_segment(2, 2, 0)},
+      {"negative grid", video_segment(2, -2, 2)},
+      {"image grid 0", image_segment(0, 3)},
+      {"image with grid_t 2", [] { hope_segment_t s = image_segment(2, 2); s.grid_t = 2; return s; }()},
+      {"NaN scale", video_segment(1, 1, 1, kNaN)},
+      {"inf scale", video_segment(1, 1, 1, kInf)},
+      {"-inf scale", image_segment(1, 1, -kInf)},
       {"unknown kind", unknown},
       {"negative kind", negative_kind},
-      {"one video over 2^31 - 1 tokens", video(1, 65536, 32768)},
-      {"grid product overflows int64", video(1 << 30, 1 << 30, 1 << 30)},
+      {"one video over 2^31 - 1 tokens", video_segment(1, 65536, 32768)},
+      {"grid product overflows int64", video_segment(1 << 30, 1 << 30, 1 << 30)},
   };
   for (const Case &c : cases) {
     SCOPED_TRACE(c.what);
-    const hope_segment_t segs[3] = {text(1), c.bad, text(1)};
+    const hope_segment_t segs[3] = {text_segment(1), c.bad, text_segment(1)};
     n = -7;
     EXPECT_HOPE_FAIL(hope_positions_count(segs, 3, &n), HOPE_ERROR_INVALID_VALUE);
     EXPECT_EQ(n, -7);
@@ -403,17 +388,17 @@ TEST(PositionsCount, RejectsBadInput) {
     EXPECT_NE(std::string(hope_last_error()).find("segments[1]"), std::string::npos) << hope_last_error();
   }
   // The total overflows although each segment fits.
-  const hope_segment_t two[2] = {text(INT32_MAX), text(1)};
+  const hope_segment_t two[2] = {text_segment(INT32_MAX), text_segment(1)};
   EXPECT_HOPE_FAIL(hope_positions_count(two, 2, &n), HOPE_ERROR_INVALID_VALUE);
   EXPECT_EQ(n, -7);
-  const hope_segment_t max[2] = {text(INT32_MAX - 1), text(1)};
+  const hope_segment_t max[2] = {text_segment(INT32_MAX - 1), text_segment(1)};
   EXPECT_HOPE_OK(hope_positions_count(max, 2, &n));
   EXPECT_EQ(n, INT32_MAX);
   // A huge grid times a huge text.
-  const hope_segment_t mix[2] = {video(1024, 1024, 1024), text(INT32_MAX)};
+  const hope_segment_t mix[2] = {video_segment(1024, 1024, 1024), text_segment(INT32_MAX)};
   EXPECT_HOPE_FAIL(hope_positions_count(mix, 2, &n), HOPE_ERROR_INVALID_VALUE);
   // Text segments ignore their grid and scale fields.
-  hope_segment_t odd_text = text(2);
+  hope_segment_t odd_text = text_segment(2);
   odd_text.grid_t = -5;
   odd_text.temporal_scale = kNaN;
   EXPECT_HOPE_OK(hope_positions_count(&odd_text, 1, &n));
@@ -437,7 +422,7 @@ void expect_build_fails(const std::vector<hope_segment_t> &segs, int32_t num_seg
 }
 
 TEST(PositionsBuild, RejectsBadInput) {
-  const std::vector<hope_segment_t> segs = {text(3), video(2, 2, 3), text(2)};  // 17 tokens
+  const std::vector<hope_segment_t> segs = {text_segment(3), video_segment(2, 2, 3), text_segment(2)};  // 17 tokens
   const int32_t n = 3;
   const int D = HOPE_LAYOUT_DIAGONAL;
   expect_build_fails(segs, n, D, 1.0f, 0.0f, false, 16, "num_tokens too small");
@@ -453,18 +438,23 @@ TEST(PositionsBuild, RejectsBadInput) {
       expect_build_fails(segs, n, layout, bad, 0.0f, false, 17, "bad default scale");
   }
   for (float bad : {kNaN, kInf, -kInf}) expect_build_fails(segs, n, D, 1.0f, bad, false, 17, "bad start");
-  expect_build_fails({text(3), video(2, 2, 3, kNaN), text(2)}, n, D, 1.0f, 0.0f, false, 17, "NaN segment scale");
-  expect_build_fails({text(3), video(2, 0, 3), text(2)}, n, D, 1.0f, 0.0f, false, 11, "grid 0");
-  expect_build_fails({text(3), video(2, 2, 3), text(-2)}, n, D, 1.0f, 0.0f, false, 15, "negative text length");
-  expect_build_fails({text(1), video(1 << 20, 1 << 20, 1 << 20)}, 2, D, 1.0f, 0.0f, false, 64, "huge grid");
+  expect_build_fails({text_segment(3), video_segment(2, 2, 3, kNaN), text_segment(2)}, n, D, 1.0f, 0.0f, false, 17,
+                     "NaN segment scale");
+  expect_build_fails({text_segment(3), video_segment(2, 0, 3), text_segment(2)}, n, D, 1.0f, 0.0f, false, 11, "grid 0");
+  expect_build_fails({text_segment(3), video_segment(2, 2, 3), text_segment(-2)}, n, D, 1.0f, 0.0f, false, 15,
+                     "negative text length");
+  expect_build_fails({text_segment(1), video_segment(1 << 20, 1 << 20, 1 << 20)}, 2, D, 1.0f, 0.0f, false, 64,
+                     "huge grid");
   // Positions that do not fit in float32: a start near FLT_MAX with a huge scale.
-  expect_build_fails({video(4, 1, 1, 3.0e38f)}, 1, D, 1.0f, 1.0e38f, false, 4, "float32 overflow");
-  expect_build_fails({video(4, 1, 1, 3.0e38f), text(1)}, 2, D, 1.0f, 0.0f, false, 5, "float32 overflow at the end");
+  expect_build_fails({video_segment(4, 1, 1, 3.0e38f)}, 1, D, 1.0f, 1.0e38f, false, 4, "float32 overflow");
+  expect_build_fails({video_segment(4, 1, 1, 3.0e38f), text_segment(1)}, 2, D, 1.0f, 0.0f, false, 5,
+                     "float32 overflow at the end");
   // The message names the broken segment.
   float pos[64];
-  EXPECT_EQ(hope_positions_build(std::vector<hope_segment_t>{text(3), text(2), image(0, 1)}.data(), 3,
-                                 HOPE_LAYOUT_DIAGONAL, 1.0f, 0.0f, pos, 5, nullptr),
-            HOPE_ERROR_INVALID_VALUE);
+  EXPECT_EQ(
+      hope_positions_build(std::vector<hope_segment_t>{text_segment(3), text_segment(2), image_segment(0, 1)}.data(), 3,
+                           HOPE_LAYOUT_DIAGONAL, 1.0f, 0.0f, pos, 5, nullptr),
+      HOPE_ERROR_INVALID_VALUE);
   EXPECT_NE(std::string(hope_last_error()).find("segments[2]"), std::string::npos) << hope_last_error();
 }
 
@@ -498,11 +488,11 @@ TEST(PositionsGenerated, ContinueFromNextPosition) {
 
 TEST(PositionsGenerated, MatchesNextPositionOfAFullBuild) {
   // The first generated token takes the position a trailing 1-token text segment would take, on every row.
-  const std::vector<hope_segment_t> segs = {text(4), video(3, 2, 2, 0.75f), image(2, 3)};
+  const std::vector<hope_segment_t> segs = {text_segment(4), video_segment(3, 2, 2, 0.75f), image_segment(2, 3)};
   for (hope_layout_t layout : {HOPE_LAYOUT_SEQUENTIAL, HOPE_LAYOUT_MROPE, HOPE_LAYOUT_DIAGONAL}) {
     const Built b = build(segs, layout, 1.0f, 100000.0f);
     std::vector<hope_segment_t> longer = segs;
-    longer.push_back(text(3));
+    longer.push_back(text_segment(3));
     const Built l = build(longer, layout, 1.0f, 100000.0f);
     float g[9];
     EXPECT_HOPE_OK(hope_positions_generated(b.next, 0, 3, g));

@@ -5,80 +5,16 @@
 #include <vector>
 
 #include "reference/reference.h"
+#include "rope_test_util.h"
 #include "test_util.h"
 
 namespace {
 
+using hope_test::big_positions;
+using hope_test::config_of;
+using hope_test::rotated_close;
 using hope_test::Tensor;
-
-hope_rope_config_t config_of(int kind, int head_dim) {
-  hope_rope_config_t c;
-  c.kind = kind;
-  c.head_dim = head_dim;
-  const int half = head_dim / 2;
-  // (st, sh, sw) summing to half, in Qwen2-VL proportions (1/4, 3/8, 3/8) where the sizes allow.
-  c.sections[1] = 3 * half / 8;
-  c.sections[2] = 3 * half / 8;
-  c.sections[0] = half - c.sections[1] - c.sections[2];
-  c.theta = 1e6;
-  return c;
-}
-
-// Positions [3][n] above 100 000 with differing rows.
-std::vector<float> big_positions(int64_t n, std::mt19937_64 &rng) {
-  std::uniform_real_distribution<float> dist(100000.0f, 1048576.0f);
-  std::vector<float> p(3 * n);
-  for (auto &v : p) v = std::floor(dist(rng)) + 0.5f * static_cast<float>(rng() & 1);
-  return p;
-}
-
-// Spacing of the dtype's representable values just above |v| (one ulp).
-double ulp_of(int dtype, double v) {
-  const float a = static_cast<float>(std::fabs(v));
-  if (dtype == HOPE_DTYPE_FLOAT16) {
-    const uint16_t b = hope_test::to_f16_bits(a);
-    return hope_test::from_f16_bits(static_cast<uint16_t>(b + 1)) - hope_test::from_f16_bits(b);
-  }
-  if (dtype == HOPE_DTYPE_BFLOAT16) {
-    const uint16_t b = hope_test::to_bf16_bits(a);
-    return hope_test::from_bf16_bits(static_cast<uint16_t>(b + 1)) - hope_test::from_bf16_bits(b);
-  }
-  return std::nextafter(a, INFINITY) - a;
-}
-
-// |x[i]| + |x[partner]| per element: the size of the terms the float32 rotation adds, which bounds its
-// rounding error (a result that cancels to near zero keeps an absolute error of the terms' size).
-std::vector<double> term_sizes(const std::vector<double> &x, int head_dim) {
-  const int half = head_dim / 2;
-  std::vector<double> m(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const size_t d = i % head_dim;
-    m[i] = std::fabs(x[i]) + std::fabs(d < static_cast<size_t>(half) ? x[i + half] : x[i - half]);
-  }
-  return m;
-}
-
-// float32: within 1e-5 absolute of the reference; float16/bfloat16: within one ulp of the reference rounded
-// to the dtype, plus the float32 rounding of the rotation itself (4 * 2^-24 * the terms' size). Reports the
-// first mismatch.
-::testing::AssertionResult rotated_close(int dtype, const std::vector<double> &got, const std::vector<double> &ref,
-                                         const std::vector<double> &terms) {
-  if (got.size() != ref.size()) return ::testing::AssertionFailure() << "size " << got.size() << " != " << ref.size();
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return ::testing::AssertionFailure() << "element " << i << " is " << got[i];
-    if (dtype == HOPE_DTYPE_FLOAT32) {
-      if (std::fabs(got[i] - ref[i]) > 1e-5)
-        return ::testing::AssertionFailure() << "element " << i << ": got " << got[i] << ", expected " << ref[i];
-      continue;
-    }
-    const double expected = hope_test::round_to(dtype, static_cast<float>(ref[i]));
-    const double allowed = ulp_of(dtype, expected) + 0x1p-22 * terms[i];
-    if (std::fabs(got[i] - expected) > allowed)
-      return ::testing::AssertionFailure() << "element " << i << ": got " << got[i] << ", expected " << expected
-                                           << " (unrounded " << ref[i] << ", allowed " << allowed << ")";
-  }
-  return ::testing::AssertionSuccess();
-}
+using hope_test::term_sizes;
 
 hope_rope_apply_params_t cpu_params(int dtype, int64_t tokens, int heads, int head_dim, const void *x, void *out,
                                     const float *cos, const float *sin) {

@@ -7,9 +7,12 @@
 #include <vector>
 
 #include "reference/reference.h"
+#include "rope_test_util.h"
 #include "test_util.h"
 
 namespace {
+
+using hope_test::packed;
 
 hope_rope_config_t config_of(int kind) {
   hope_rope_config_t c;
@@ -30,14 +33,6 @@ std::vector<float> strided_positions(int64_t n, int64_t ld, uint64_t seed) {
   for (int r = 0; r < 3; ++r)
     for (int64_t k = 0; k < n; ++k) p[r * ld + k] = k == 0 ? 1048576.0f : k == 1 ? 1048575.5f : dist(rng);
   return p;
-}
-
-// Packs rows [0, n) of a [3][ld] array into [3][n].
-std::vector<float> packed(const std::vector<float> &p, int64_t n, int64_t ld) {
-  std::vector<float> out(3 * n);
-  for (int r = 0; r < 3; ++r)
-    for (int64_t k = 0; k < n; ++k) out[r * n + k] = p[r * ld + k];
-  return out;
 }
 
 std::string kind_name(int kind) {

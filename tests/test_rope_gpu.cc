@@ -13,52 +13,26 @@
 #include <string>
 #include <vector>
 
+#include "gpu_util.h"
 #include "reference/reference.h"
+#include "rope_test_util.h"
 #include "test_util.h"
 
 namespace {
 
+using hope_test::big_positions;
+using hope_test::config_of;
+using hope_test::DeviceBuffer;
+using hope_test::packed;
+using hope_test::rotated_close;
 using hope_test::Tensor;
-
-#define CUDA_OK(expr)                                                                            \
-  do {                                                                                           \
-    cudaError_t e_ = (expr);                                                                     \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorName(e_) << ": " << cudaGetErrorString(e_); \
-  } while (0)
-
-// Owning device buffer; every CUDA call checked by the caller through CUDA_OK.
-struct DeviceBuffer {
-  void *ptr = nullptr;
-  size_t bytes = 0;
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer &) = delete;
-  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
-  ~DeviceBuffer() {
-    if (ptr != nullptr) (void)cudaFree(ptr);
-  }
-  cudaError_t alloc(size_t n) {
-    bytes = n;
-    return cudaMalloc(&ptr, n == 0 ? 1 : n);
-  }
-  template <typename T>
-  T *as() const { return static_cast<T *>(ptr); }
-};
+using hope_test::term_sizes;
+using hope_test::to_double;
+using hope_test::ulp_of;
 
 const char *kind_name(int kind) {
   const char *names[] = {"vanilla", "mrope", "mrope_interleaved", "videorope", "hope"};
   return names[kind];
-}
-
-hope_rope_config_t config_of(int kind, int head_dim) {
-  hope_rope_config_t c;
-  c.kind = kind;
-  c.head_dim = head_dim;
-  const int half = head_dim / 2;
-  c.sections[1] = 3 * half / 8;
-  c.sections[2] = 3 * half / 8;
-  c.sections[0] = half - c.sections[1] - c.sections[2];
-  c.theta = 1e6;
-  return c;
 }
 
 // [3][ld] positions: the hard values of SPEC §3 first, then uniform in [-2^20, 2^20]; padding NaN.
@@ -73,15 +47,6 @@ std::vector<float> hard_positions(int64_t n, int64_t ld, uint64_t seed) {
     for (int64_t k = 0; k < n; ++k) p[r * ld + k] = k < ns ? special[(k + 3 * r) % ns] : dist(rng);
   return p;
 }
-
-std::vector<float> packed(const std::vector<float> &p, int64_t n, int64_t ld) {
-  std::vector<float> out(3 * n);
-  for (int r = 0; r < 3; ++r)
-    for (int64_t k = 0; k < n; ++k) out[r * n + k] = p[r * ld + k];
-  return out;
-}
-
-std::vector<double> to_double(const std::vector<float> &v) { return std::vector<double>(v.begin(), v.end()); }
 
 // ---- device caches ---------------------------------------------------------------------------------------
 
@@ -103,11 +68,11 @@ TEST_P(RopeCacheGpu, FillMatchesHostTablesUpTo2Pow20) {
   EXPECT_EQ(mem, HOPE_MEMORY_DEVICE);
   EXPECT_EQ(cap, capacity);
   // Poison the tables so an unwritten row fails.
-  CUDA_OK(cudaMemset(const_cast<float *>(dcos), 0xff, capacity * half * sizeof(float)));
-  CUDA_OK(cudaMemset(const_cast<float *>(dsin), 0xff, capacity * half * sizeof(float)));
+  ASSERT_CUDA(cudaMemset(const_cast<float *>(dcos), 0xff, capacity * half * sizeof(float)));
+  ASSERT_CUDA(cudaMemset(const_cast<float *>(dsin), 0xff, capacity * half * sizeof(float)));
 
   cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   struct Chunk { int64_t offset, n, ld; bool device; };
   const Chunk chunks[] = {{0, 500, 517, false}, {500, 1, 0, false}, {501, 400, 433, true}, {901, 136, 0, true}};
   std::vector<float> all_pos(3 * capacity);
@@ -120,21 +85,20 @@ TEST_P(RopeCacheGpu, FillMatchesHostTablesUpTo2Pow20) {
       std::copy(q.begin() + r * ch.n, q.begin() + (r + 1) * ch.n, all_pos.begin() + r * capacity + ch.offset);
     if (ch.device) {
       DeviceBuffer dp;
-      CUDA_OK(dp.alloc(p.size() * sizeof(float)));
-      CUDA_OK(cudaMemcpy(dp.ptr, p.data(), p.size() * sizeof(float), cudaMemcpyHostToDevice));
+      ASSERT_CUDA(dp.alloc_upload(p.data(), p.size() * sizeof(float)));
       ASSERT_HOPE_OK(hope_rope_cache_fill(cache, ch.offset, dp.as<float>(), ch.n, ch.ld, HOPE_MEMORY_DEVICE,
                                           stream));
-      CUDA_OK(cudaStreamSynchronize(stream));
+      ASSERT_CUDA(cudaStreamSynchronize(stream));
     } else {
       ASSERT_HOPE_OK(hope_rope_cache_fill(cache, ch.offset, p.data(), ch.n, ch.ld, HOPE_MEMORY_HOST, stream));
       std::fill(p.begin(), p.end(), -7.0f);  // the host array may be reused at once
     }
   }
-  CUDA_OK(cudaStreamSynchronize(stream));
-  CUDA_OK(cudaStreamDestroy(stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  ASSERT_CUDA(cudaStreamDestroy(stream));
   std::vector<float> gcos(capacity * half), gsin(capacity * half);
-  CUDA_OK(cudaMemcpy(gcos.data(), dcos, gcos.size() * sizeof(float), cudaMemcpyDeviceToHost));
-  CUDA_OK(cudaMemcpy(gsin.data(), dsin, gsin.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(cudaMemcpy(gcos.data(), dcos, gcos.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(cudaMemcpy(gsin.data(), dsin, gsin.size() * sizeof(float), cudaMemcpyDeviceToHost));
 
   std::vector<float> hcos(capacity * half), hsin(capacity * half);
   ASSERT_HOPE_OK(hope_rope_cos_sin(&cfg, all_pos.data(), capacity, hcos.data(), hsin.data()));
@@ -155,8 +119,7 @@ TEST_P(RopeCacheGpu, HostCacheFromDevicePositions) {
   ASSERT_HOPE_OK(hope_rope_cache_create(&cfg, 200, HOPE_MEMORY_HOST, &cache));
   const std::vector<float> p = hard_positions(n, ld, 7);
   DeviceBuffer dp;
-  CUDA_OK(dp.alloc(p.size() * sizeof(float)));
-  CUDA_OK(cudaMemcpy(dp.ptr, p.data(), p.size() * sizeof(float), cudaMemcpyHostToDevice));
+  ASSERT_CUDA(dp.alloc_upload(p.data(), p.size() * sizeof(float)));
   ASSERT_HOPE_OK(hope_rope_cache_fill(cache, 71, dp.as<float>(), n, ld, HOPE_MEMORY_DEVICE, nullptr));
   const float *cos = nullptr, *sin = nullptr;
   ASSERT_HOPE_OK(hope_rope_cache_get(cache, &cos, &sin, nullptr, nullptr));
@@ -181,7 +144,7 @@ TEST_F(RopeCacheGpuMisc, PinnedHostPositionsMayBeReusedAtOnce) {
   hope_rope_cache_t cache = nullptr;
   ASSERT_HOPE_OK(hope_rope_cache_create(&cfg, n, HOPE_MEMORY_DEVICE, &cache));
   float *pinned = nullptr;
-  CUDA_OK(cudaMallocHost(reinterpret_cast<void **>(&pinned), 3 * n * sizeof(float)));
+  ASSERT_CUDA(cudaMallocHost(reinterpret_cast<void **>(&pinned), 3 * n * sizeof(float)));
   const std::vector<float> p = hard_positions(n, n, 3);
   std::copy(p.begin(), p.end(), pinned);
   const hope_status_t s = hope_rope_cache_fill(cache, 0, pinned, n, 0, HOPE_MEMORY_HOST, nullptr);
@@ -190,10 +153,10 @@ TEST_F(RopeCacheGpuMisc, PinnedHostPositionsMayBeReusedAtOnce) {
   const float *dcos = nullptr;
   ASSERT_HOPE_OK(hope_rope_cache_get(cache, &dcos, nullptr, nullptr, nullptr));
   std::vector<float> g(n * 64), hc(n * 64), hs(n * 64);
-  CUDA_OK(cudaMemcpy(g.data(), dcos, g.size() * 4, cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(cudaMemcpy(g.data(), dcos, g.size() * 4, cudaMemcpyDeviceToHost));
   ASSERT_HOPE_OK(hope_rope_cos_sin(&cfg, p.data(), n, hc.data(), hs.data()));
   EXPECT_TRUE(hope_test::all_close(to_double(g), to_double(hc), 2e-6));
-  CUDA_OK(cudaFreeHost(pinned));
+  ASSERT_CUDA(cudaFreeHost(pinned));
   EXPECT_HOPE_OK(hope_rope_cache_destroy(cache));
 }
 
@@ -204,8 +167,7 @@ TEST_F(RopeCacheGpuMisc, RejectsMismatchedPositionMemory) {
   ASSERT_HOPE_OK(hope_rope_cache_create(&cfg, 16, HOPE_MEMORY_HOST, &host));
   const std::vector<float> p(3 * 16, 3.0f);
   DeviceBuffer dp;
-  CUDA_OK(dp.alloc(p.size() * sizeof(float)));
-  CUDA_OK(cudaMemcpy(dp.ptr, p.data(), p.size() * 4, cudaMemcpyHostToDevice));
+  ASSERT_CUDA(dp.alloc_upload(p.data(), p.size() * sizeof(float)));
   // Host array declared as device, device array declared as host.
   EXPECT_HOPE_FAIL(hope_rope_cache_fill(dev, 0, p.data(), 16, 0, HOPE_MEMORY_DEVICE, nullptr),
                    HOPE_ERROR_INVALID_VALUE);
@@ -217,7 +179,7 @@ TEST_F(RopeCacheGpuMisc, RejectsMismatchedPositionMemory) {
   EXPECT_HOPE_FAIL(hope_rope_cache_fill(dev, 10, dp.as<float>(), 7, 0, HOPE_MEMORY_DEVICE, nullptr),
                    HOPE_ERROR_INVALID_VALUE);
   EXPECT_HOPE_OK(hope_rope_cache_fill(dev, 16, nullptr, 0, 0, HOPE_MEMORY_DEVICE, nullptr));
-  CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_CUDA(cudaDeviceSynchronize());
   EXPECT_HOPE_OK(hope_rope_cache_destroy(dev));
   EXPECT_HOPE_OK(hope_rope_cache_destroy(host));
 }
@@ -230,67 +192,13 @@ TEST_F(RopeCacheGpuMisc, TooLargeDeviceCacheIsOutOfMemory) {
                    HOPE_ERROR_OUT_OF_MEMORY);
   EXPECT_EQ(cache, nullptr);
   // The failed allocation leaves no error behind.
-  CUDA_OK(cudaGetLastError());
+  ASSERT_CUDA(cudaGetLastError());
   ASSERT_HOPE_OK(hope_rope_cache_create(&cfg, 4, HOPE_MEMORY_DEVICE, &cache));
   EXPECT_HOPE_OK(hope_rope_cache_destroy(cache));
 }
 
 // ---- rotation on the GPU ---------------------------------------------------------------------------------
 
-double ulp_of(int dtype, double v) {
-  const float a = static_cast<float>(std::fabs(v));
-  if (dtype == HOPE_DTYPE_FLOAT16) {
-    const uint16_t b = hope_test::to_f16_bits(a);
-    return hope_test::from_f16_bits(static_cast<uint16_t>(b + 1)) - hope_test::from_f16_bits(b);
-  }
-  if (dtype == HOPE_DTYPE_BFLOAT16) {
-    const uint16_t b = hope_test::to_bf16_bits(a);
-    return hope_test::from_bf16_bits(static_cast<uint16_t>(b + 1)) - hope_test::from_bf16_bits(b);
-  }
-  return std::nextafter(a, INFINITY) - a;
-}
-
-// |x[i]| + |x[partner]| per element: the size of the terms the float32 rotation adds, which bounds its
-// rounding error (a result that cancels to near zero keeps an absolute error of the terms' size).
-std::vector<double> term_sizes(const std::vector<double> &x, int head_dim) {
-  const int half = head_dim / 2;
-  std::vector<double> m(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const size_t d = i % head_dim;
-    m[i] = std::fabs(x[i]) + std::fabs(d < static_cast<size_t>(half) ? x[i + half] : x[i - half]);
-  }
-  return m;
-}
-
-// float32: within 1e-5 absolute of the reference; float16/bfloat16: within one ulp of the reference rounded
-// to the dtype, plus the float32 rounding of the rotation itself (4 * 2^-24 * the terms' size). Reports the
-// first mismatch.
-::testing::AssertionResult rotated_close(int dtype, const std::vector<double> &got, const std::vector<double> &ref,
-                                         const std::vector<double> &terms) {
-  if (got.size() != ref.size()) return ::testing::AssertionFailure() << "size " << got.size() << " != " << ref.size();
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return ::testing::AssertionFailure() << "element " << i << " is " << got[i];
-    if (dtype == HOPE_DTYPE_FLOAT32) {
-      if (std::fabs(got[i] - ref[i]) > 1e-5)
-        return ::testing::AssertionFailure() << "element " << i << ": got " << got[i] << ", expected " << ref[i];
-      continue;
-    }
-    const double expected = hope_test::round_to(dtype, static_cast<float>(ref[i]));
-    const double allowed = ulp_of(dtype, expected) + 0x1p-22 * terms[i];
-    if (std::fabs(got[i] - expected) > allowed)
-      return ::testing::AssertionFailure() << "element " << i << ": got " << got[i] << ", expected " << expected
-                                           << " (unrounded " << ref[i] << ", allowed " << allowed << ")";
-  }
-  return ::testing::AssertionSuccess();
-}
-
-std::vector<float> big_positions(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> dist(100000.0f, 1048576.0f);
-  std::vector<float> p(3 * n);
-  for (auto &v : p) v = std::floor(dist(rng)) + 0.5f * static_cast<float>(rng() & 1);
-  return p;
-}
 
 struct GpuApplyCase {
   int dtype, kind;
@@ -336,16 +244,13 @@ TEST_P(RopeApplyGpu, MatchesFloat64Reference) {
   out.poison();
 
   DeviceBuffer dx, dout, dcos, dsin;
-  CUDA_OK(dx.alloc(x.bytes.size()));
-  CUDA_OK(cudaMemcpy(dx.ptr, x.data(), x.bytes.size(), cudaMemcpyHostToDevice));
+  ASSERT_CUDA(dx.alloc_upload(x.data(), x.bytes.size()));
   if (!tc.in_place) {
-    CUDA_OK(dout.alloc(out.bytes.size()));
-    CUDA_OK(cudaMemset(dout.ptr, 0xff, out.bytes.size()));
+    ASSERT_CUDA(dout.alloc(out.bytes.size()));
+    ASSERT_CUDA(cudaMemset(dout.get(), 0xff, out.bytes.size()));
   }
-  CUDA_OK(dcos.alloc(cos.size() * 4));
-  CUDA_OK(dsin.alloc(sin.size() * 4));
-  CUDA_OK(cudaMemcpy(dcos.ptr, cos.data(), cos.size() * 4, cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemcpy(dsin.ptr, sin.data(), sin.size() * 4, cudaMemcpyHostToDevice));
+  ASSERT_CUDA(dcos.alloc_upload(cos.data(), cos.size() * 4));
+  ASSERT_CUDA(dsin.alloc_upload(sin.data(), sin.size() * 4));
 
   hope_rope_apply_params_t p;
   std::memset(&p, 0, sizeof p);
@@ -356,20 +261,20 @@ TEST_P(RopeApplyGpu, MatchesFloat64Reference) {
   p.head_dim = tc.head_dim;
   p.x = dx.as<uint8_t>() + tc.x_shift * es;
   p.x_row_stride = tc.x_pad ? xs : 0;
-  p.out = tc.in_place ? const_cast<void *>(p.x) : dout.ptr;
+  p.out = tc.in_place ? const_cast<void *>(p.x) : dout.get();
   p.out_row_stride = tc.in_place ? p.x_row_stride : (tc.out_pad ? os : 0);
   p.cos = dcos.as<float>();
   p.sin = dsin.as<float>();
   cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   ASSERT_HOPE_OK(hope_rope_apply(&p, stream));
-  CUDA_OK(cudaStreamSynchronize(stream));
-  CUDA_OK(cudaStreamDestroy(stream));
-  CUDA_OK(cudaGetLastError());
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  ASSERT_CUDA(cudaStreamDestroy(stream));
+  ASSERT_CUDA(cudaGetLastError());
   if (tc.in_place) {
-    CUDA_OK(cudaMemcpy(out.data(), dx.ptr, out.bytes.size(), cudaMemcpyDeviceToHost));
+    ASSERT_CUDA(cudaMemcpy(out.data(), dx.get(), out.bytes.size(), cudaMemcpyDeviceToHost));
   } else {
-    CUDA_OK(cudaMemcpy(out.data(), dout.ptr, out.bytes.size(), cudaMemcpyDeviceToHost));
+    ASSERT_CUDA(cudaMemcpy(out.data(), dout.get(), out.bytes.size(), cudaMemcpyDeviceToHost));
   }
 
   const int64_t out_base = tc.in_place ? tc.x_shift : 0;
@@ -454,7 +359,7 @@ TEST_F(RopeApplyGpuMisc, ZeroTokensAndBadInput) {
   EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_INVALID_VALUE);  // NULL x
   p.head_dim = 127;
   EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_INVALID_VALUE);
-  CUDA_OK(cudaDeviceSynchronize());
+  ASSERT_CUDA(cudaDeviceSynchronize());
 }
 
 // The rotated tables of a device cache feed hope_rope_apply directly (the usual pipeline).
@@ -471,8 +376,7 @@ TEST_F(RopeApplyGpuMisc, DeviceCacheFeedsApply) {
   std::mt19937_64 rng(8);
   const Tensor x = hope_test::random_tensor(HOPE_DTYPE_BFLOAT16, tokens * heads * d, rng);
   DeviceBuffer dx;
-  CUDA_OK(dx.alloc(x.bytes.size()));
-  CUDA_OK(cudaMemcpy(dx.ptr, x.data(), x.bytes.size(), cudaMemcpyHostToDevice));
+  ASSERT_CUDA(dx.alloc_upload(x.data(), x.bytes.size()));
   hope_rope_apply_params_t p;
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CUDA;
@@ -480,13 +384,13 @@ TEST_F(RopeApplyGpuMisc, DeviceCacheFeedsApply) {
   p.num_tokens = tokens;
   p.num_heads = heads;
   p.head_dim = d;
-  p.x = dx.ptr;
-  p.out = dx.ptr;
+  p.x = dx.get();
+  p.out = dx.get();
   p.cos = dcos + 1000 * 64;
   p.sin = dsin + 1000 * 64;
   ASSERT_HOPE_OK(hope_rope_apply(&p, nullptr));
   Tensor out(HOPE_DTYPE_BFLOAT16, tokens * heads * d);
-  CUDA_OK(cudaMemcpy(out.data(), dx.ptr, out.bytes.size(), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(cudaMemcpy(out.data(), dx.get(), out.bytes.size(), cudaMemcpyDeviceToHost));
   std::vector<double> rc, rs;
   hope_ref::cos_sin(cfg, pos.data(), tokens, &rc, &rs);
   const std::vector<double> xv = x.values();

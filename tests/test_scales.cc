@@ -12,29 +12,16 @@
 
 namespace {
 
+using hope_test::image_segment;
+using hope_test::video_segment;
+
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kTextMarker = 123.0f;  // text segments carry this scale; the library must leave it alone
 
 hope_segment_t text(int32_t n) {
-  hope_segment_t s{};
-  s.kind = HOPE_SEGMENT_TEXT;
-  s.length = n;
+  hope_segment_t s = hope_test::text_segment(n);
   s.temporal_scale = kTextMarker;
-  return s;
-}
-hope_segment_t video(int32_t t, int32_t h, int32_t w, float scale = 0.0f) {
-  hope_segment_t s{};
-  s.kind = HOPE_SEGMENT_VIDEO;
-  s.grid_t = t;
-  s.grid_h = h;
-  s.grid_w = w;
-  s.temporal_scale = scale;
-  return s;
-}
-hope_segment_t image(int32_t h, int32_t w) {
-  hope_segment_t s = video(1, h, w);
-  s.kind = HOPE_SEGMENT_IMAGE;
   return s;
 }
 bool is_vision(const hope_segment_t &s) { return s.kind != HOPE_SEGMENT_TEXT; }
@@ -110,8 +97,9 @@ TEST(ScalesRandom, SeedZeroFirstDraws) {
   EXPECT_EQ(0x6E789E6AA1B965F4ull % 5, 0u);
   EXPECT_EQ(0x06C45D188009454Full % 5, 4u);
   EXPECT_EQ(0xF88BB8A8724C81ECull % 5, 4u);
-  std::vector<hope_segment_t> segs = {text(3), video(2, 2, 2), text(1), image(2, 2), video(4, 1, 1), text(0),
-                                      video(1, 3, 3)};
+  std::vector<hope_segment_t> segs = {
+      text(3), video_segment(2, 2, 2), text(1), image_segment(2, 2), video_segment(4, 1, 1),
+      text(0), video_segment(1, 3, 3)};
   const std::vector<hope_segment_t> before = segs;
   hope_scale_params_t p = params_of(HOPE_SCALE_RANDOM);
   p.seed = 0;
@@ -140,7 +128,7 @@ TEST(ScalesRandom, SameSeedSameDrawsDifferentSeedDiffers) {
   std::vector<hope_segment_t> segs;
   for (int i = 0; i < 64; ++i) {
     segs.push_back(text(i % 5));
-    segs.push_back(video(1 + i % 3, 2, 2));
+    segs.push_back(video_segment(1 + i % 3, 2, 2));
   }
   auto draw = [&](uint64_t seed) {
     std::vector<hope_segment_t> s = segs;
@@ -184,7 +172,8 @@ TEST(ScalesRandom, NoVisionSegments) {
 // ---- fixed --------------------------------------------------------------------------------------------
 
 TEST(ScalesFixed, WritesEveryVisionSegmentAndLeavesTextAlone) {
-  std::vector<hope_segment_t> segs = {text(2), video(3, 2, 2, 1.25f), image(4, 4), text(7), video(1, 1, 1, -1.0f)};
+  std::vector<hope_segment_t> segs = {text(2), video_segment(3, 2, 2, 1.25f), image_segment(4, 4), text(7),
+                                      video_segment(1, 1, 1, -1.0f)};
   const std::vector<hope_segment_t> before = segs;
   hope_scale_params_t p = params_of(HOPE_SCALE_FIXED);
   p.fixed_scale = 0.75f;
@@ -202,7 +191,7 @@ TEST(ScalesFixed, WritesEveryVisionSegmentAndLeavesTextAlone) {
 // ---- fit ----------------------------------------------------------------------------------------------
 
 // text 10 + video 5 x 2 x 2 + text 3: diagonal next_position = start + 10 + 4 s + 1 + 3 = start + 14 + 4 s.
-std::vector<hope_segment_t> fit_sequence() { return {text(10), video(5, 2, 2), text(3)}; }
+std::vector<hope_segment_t> fit_sequence() { return {text(10), video_segment(5, 2, 2), text(3)}; }
 
 float fit(double budget, float start, const float *cands = nullptr, int32_t n = 0,
           std::vector<hope_segment_t> *segs_out = nullptr) {
@@ -286,7 +275,9 @@ TEST(ScalesSelect, MatchesReferenceOnRandomSequences) {
     const int n = num(rng);
     for (int i = 0; i < n; ++i) {
       const int k = kind(rng);
-      segs.push_back(k == 0 ? text(len(rng)) : k == 1 ? image(side(rng), side(rng)) : video(small(rng), side(rng), side(rng)));
+      segs.push_back(k == 0   ? text(len(rng))
+                     : k == 1 ? image_segment(side(rng), side(rng))
+                              : video_segment(small(rng), side(rng), side(rng)));
     }
     std::vector<float> cands;
     if (iter % 2) {
@@ -327,7 +318,7 @@ void expect_select_fails(const hope_scale_params_t *p, std::vector<hope_segment_
 }
 
 TEST(ScalesSelect, RejectsBadInput) {
-  const std::vector<hope_segment_t> segs = {text(2), video(3, 2, 2, 1.0f), image(2, 2)};
+  const std::vector<hope_segment_t> segs = {text(2), video_segment(3, 2, 2, 1.0f), image_segment(2, 2)};
   const int32_t n = 3;
   hope_scale_params_t p = params_of(HOPE_SCALE_RANDOM);
   expect_select_fails(nullptr, segs, n, false, "NULL params");
@@ -357,11 +348,11 @@ TEST(ScalesSelect, RejectsBadInput) {
     }
     p.num_candidates = 0;
     p.candidates = nullptr;
-    expect_select_fails(&p, {text(2), video(0, 2, 2)}, 2, false, "grid 0");
-    expect_select_fails(&p, {text(2), video(2, 2, 2, kNaN)}, 2, false, "NaN segment scale");
-    expect_select_fails(&p, {text(-1), video(2, 2, 2)}, 2, false, "negative text length");
-    expect_select_fails(&p, {video(1 << 16, 1 << 16, 1 << 16)}, 1, false, "token count overflow");
-    expect_select_fails(&p, {text(INT32_MAX), image(1, 1)}, 2, false, "token count overflow in the sum");
+    expect_select_fails(&p, {text(2), video_segment(0, 2, 2)}, 2, false, "grid 0");
+    expect_select_fails(&p, {text(2), video_segment(2, 2, 2, kNaN)}, 2, false, "NaN segment scale");
+    expect_select_fails(&p, {text(-1), video_segment(2, 2, 2)}, 2, false, "negative text length");
+    expect_select_fails(&p, {video_segment(1 << 16, 1 << 16, 1 << 16)}, 1, false, "token count overflow");
+    expect_select_fails(&p, {text(INT32_MAX), image_segment(1, 1)}, 2, false, "token count overflow in the sum");
   }
   p = params_of(HOPE_SCALE_FIXED);
   for (float bad : {0.0f, -1.0f, kNaN, kInf}) {
@@ -379,7 +370,7 @@ TEST(ScalesSelect, RejectsBadInput) {
   // The message names the broken segment.
   p = params_of(HOPE_SCALE_FIXED);
   p.fixed_scale = 1.0f;
-  std::vector<hope_segment_t> broken = {text(2), text(2), image(0, 0)};
+  std::vector<hope_segment_t> broken = {text(2), text(2), image_segment(0, 0)};
   EXPECT_EQ(hope_temporal_scales_select(&p, broken.data(), 3, nullptr), HOPE_ERROR_INVALID_VALUE);
   EXPECT_NE(std::string(hope_last_error()).find("segments[2]"), std::string::npos) << hope_last_error();
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "paged_test_util.h"
 #include "reference/paged_ref.h"
 #include "reference/reference.h"
 #include "test_util.h"
@@ -17,7 +18,11 @@ namespace {
 
 using hope_ref::PagedDecodeCase;
 using hope_ref::PagedDecodeData;
+using hope_test::make_paged_case;
+using hope_test::paged_kv;
 using hope_test::Tensor;
+using hope_test::to_double;
+using hope_test::to_tensor;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -33,12 +38,6 @@ double elem_rtol(int dtype) {
   return dtype == HOPE_DTYPE_FLOAT32 ? 1e-6 : dtype == HOPE_DTYPE_FLOAT16 ? 1.0 / 1024 : 1.0 / 128;
 }
 
-Tensor to_tensor(int dtype, const std::vector<float> &x) {
-  Tensor t(dtype, x.size());
-  for (size_t i = 0; i < x.size(); ++i) t.set(i, x[i]);
-  return t;
-}
-std::vector<double> as_double(const std::vector<float> &x) { return std::vector<double>(x.begin(), x.end()); }
 std::vector<double> rounded(int dtype, std::vector<double> x) {
   for (auto &e : x) e = hope_test::round_to(dtype, static_cast<float>(e));
   return x;
@@ -61,39 +60,13 @@ CpuCache make_cache(const PagedDecodeCase &c, const PagedDecodeData &d) {
   cc.v = Tensor(c.dtype, n);
   cc.k.poison();
   cc.v.poison();
-  cc.desc.dtype = c.dtype;
-  cc.desc.num_pages = d.num_pages;
-  cc.desc.page_size = c.page_size;
-  cc.desc.num_kv_heads = c.hk;
-  cc.desc.head_dim = c.head_dim;
-  cc.desc.k_pages = cc.k.data();
-  cc.desc.v_pages = cc.v.data();
+  cc.desc = paged_kv(c.dtype, d.num_pages, c.page_size, c.hk, c.head_dim, cc.k.data(), cc.v.data());
   return cc;
 }
 
 // ---- decode ---------------------------------------------------------------------------------------------
 
 std::string case_name(const ::testing::TestParamInfo<PagedDecodeCase> &info) { return info.param.name; }
-
-PagedDecodeCase make_case(const std::string &name, int dtype, int hq, int hk, int d, int ps,
-                          std::vector<int32_t> nq, std::vector<int32_t> lens, bool causal, int splits,
-                          bool rope = true, int q_pad = 0, bool with_lse = true) {
-  PagedDecodeCase c;
-  c.q_pad = q_pad;
-  c.with_lse = with_lse;
-  c.name = name;
-  c.dtype = dtype;
-  c.hq = hq;
-  c.hk = hk;
-  c.head_dim = d;
-  c.page_size = ps;
-  c.nq = std::move(nq);
-  c.lens = std::move(lens);
-  c.causal = causal;
-  c.num_splits = splits;
-  c.rope = rope;
-  return c;
-}
 
 class DecodeCpu : public ::testing::TestWithParam<PagedDecodeCase> {};
 
@@ -151,7 +124,7 @@ TEST_P(DecodeCpu, MatchesFloat64) {
   ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.data() : nullptr, ws_bytes, nullptr));
 
   // Reference: q rotated in double and rounded to the dtype, keys/values gathered from the pages as stored.
-  std::vector<double> q_rot = hope_ref::rotate_rows(as_double(d.q), d.total_q, c.hq, c.head_dim,
+  std::vector<double> q_rot = hope_ref::rotate_rows(to_double(d.q), d.total_q, c.hq, c.head_dim,
                                                     c.rope ? d.cos_q.data() : nullptr,
                                                     c.rope ? d.sin_q.data() : nullptr);
   q_rot = rounded(c.dtype, q_rot);
@@ -171,28 +144,28 @@ TEST_P(DecodeCpu, MatchesFloat64) {
 INSTANTIATE_TEST_SUITE_P(
     Decode, DecodeCpu,
     ::testing::Values(
-        make_case("bf16_d128_gqa7_q1_len1037_1_129_page16_causal_planned", HOPE_DTYPE_BFLOAT16, 28, 4, 128, 16,
-                  {1, 1, 1}, {1037, 1, 129}, true, 0),
-        make_case("f16_d64_gqa4_q8_len8_130_517_page16_causal_split3", HOPE_DTYPE_FLOAT16, 4, 1, 64, 16,
-                  {8, 8, 8}, {8, 130, 517}, true, 3),
-        make_case("f32_d128_gqa1_q3_len7_1037_page7_noncausal_split1", HOPE_DTYPE_FLOAT32, 8, 8, 128, 7, {3, 3},
-                  {7, 1037}, false, 1),
-        make_case("bf16_d256_gqa7_q8_len1037_page32_causal_split3", HOPE_DTYPE_BFLOAT16, 7, 1, 256, 32, {8},
-                  {1037}, true, 3),
-        make_case("f16_d64_gqa4_empty_sequences_split3", HOPE_DTYPE_FLOAT16, 8, 2, 64, 16, {1, 0, 2, 0},
-                  {33, 0, 2, 17}, true, 3),
-        make_case("bf16_d128_gqa1_q1_len1_2_3_split3_more_splits_than_keys", HOPE_DTYPE_BFLOAT16, 2, 2, 128, 16,
-                  {1, 1, 1}, {1, 2, 3}, true, 3),
-        make_case("f32_d64_gqa2_q2_page1_causal_planned", HOPE_DTYPE_FLOAT32, 4, 2, 64, 1, {2, 2}, {2, 33}, true,
-                  0),
-        make_case("f16_d128_gqa7_q5_len129_norope_noncausal_split3", HOPE_DTYPE_FLOAT16, 7, 1, 128, 16, {5},
-                  {129}, false, 3, false),
-        make_case("f32_d34_gqa3_q4_len77_page5_causal_split3", HOPE_DTYPE_FLOAT32, 6, 2, 34, 5, {4, 1},
-                  {77, 4}, true, 3),
-        make_case("bf16_d64_mha_q1_len1037_planned", HOPE_DTYPE_BFLOAT16, 1, 1, 64, 16, {1}, {1037}, true, 0),
-        make_case("f16_d64_batch0", HOPE_DTYPE_FLOAT16, 4, 1, 64, 16, {}, {}, true, 0),
-        make_case("bf16_d128_gqa4_q2_qstride_nolse_split3", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {2, 1}, {45, 300},
-                  true, 3, true, 40, false)),
+        make_paged_case("bf16_d128_gqa7_q1_len1037_1_129_page16_causal_planned", HOPE_DTYPE_BFLOAT16, 28, 4, 128, 16,
+                        {1, 1, 1}, {1037, 1, 129}, true, 0),
+        make_paged_case("f16_d64_gqa4_q8_len8_130_517_page16_causal_split3", HOPE_DTYPE_FLOAT16, 4, 1, 64, 16,
+                        {8, 8, 8}, {8, 130, 517}, true, 3),
+        make_paged_case("f32_d128_gqa1_q3_len7_1037_page7_noncausal_split1", HOPE_DTYPE_FLOAT32, 8, 8, 128, 7, {3, 3},
+                        {7, 1037}, false, 1),
+        make_paged_case("bf16_d256_gqa7_q8_len1037_page32_causal_split3", HOPE_DTYPE_BFLOAT16, 7, 1, 256, 32, {8},
+                        {1037}, true, 3),
+        make_paged_case("f16_d64_gqa4_empty_sequences_split3", HOPE_DTYPE_FLOAT16, 8, 2, 64, 16, {1, 0, 2, 0},
+                        {33, 0, 2, 17}, true, 3),
+        make_paged_case("bf16_d128_gqa1_q1_len1_2_3_split3_more_splits_than_keys", HOPE_DTYPE_BFLOAT16, 2, 2, 128, 16,
+                        {1, 1, 1}, {1, 2, 3}, true, 3),
+        make_paged_case("f32_d64_gqa2_q2_page1_causal_planned", HOPE_DTYPE_FLOAT32, 4, 2, 64, 1, {2, 2}, {2, 33}, true,
+                        0),
+        make_paged_case("f16_d128_gqa7_q5_len129_norope_noncausal_split3", HOPE_DTYPE_FLOAT16, 7, 1, 128, 16, {5},
+                        {129}, false, 3, false),
+        make_paged_case("f32_d34_gqa3_q4_len77_page5_causal_split3", HOPE_DTYPE_FLOAT32, 6, 2, 34, 5, {4, 1},
+                        {77, 4}, true, 3),
+        make_paged_case("bf16_d64_mha_q1_len1037_planned", HOPE_DTYPE_BFLOAT16, 1, 1, 64, 16, {1}, {1037}, true, 0),
+        make_paged_case("f16_d64_batch0", HOPE_DTYPE_FLOAT16, 4, 1, 64, 16, {}, {}, true, 0),
+        make_paged_case("bf16_d128_gqa4_q2_qstride_nolse_split3", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {2, 1}, {45, 300},
+                        true, 3, true, 40, false)),
     case_name);
 
 TEST(DecodeCpuPlan, WorkspaceFollowsThePlan) {
@@ -278,13 +251,7 @@ TEST_P(KvAppendCpu, WritesRotatedKeysAndValuesIntoSlots) {
   vp.poison();
   hope_kv_append_params_t p{};
   p.backend = HOPE_BACKEND_CPU;
-  p.cache.dtype = c.dtype;
-  p.cache.num_pages = c.num_pages;
-  p.cache.page_size = c.page_size;
-  p.cache.num_kv_heads = c.hk;
-  p.cache.head_dim = c.d;
-  p.cache.k_pages = kp.data();
-  p.cache.v_pages = vp.data();
+  p.cache = paged_kv(c.dtype, c.num_pages, c.page_size, c.hk, c.d, kp.data(), vp.data());
   p.num_tokens = c.tokens;
   p.k = k.data();
   p.v = v.data();
@@ -444,13 +411,7 @@ struct Valid {
   hope_kv_append_params_t append{};
   hope_decode_params_t decode{};
   Valid() {
-    cache.dtype = HOPE_DTYPE_FLOAT16;
-    cache.num_pages = 4;
-    cache.page_size = 4;
-    cache.num_kv_heads = 2;
-    cache.head_dim = 64;
-    cache.k_pages = kp.data();
-    cache.v_pages = vp.data();
+    cache = paged_kv(HOPE_DTYPE_FLOAT16, 4, 4, 2, 64, kp.data(), vp.data());
     append.backend = HOPE_BACKEND_CPU;
     append.cache = cache;
     append.num_tokens = 3;

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "gpu_util.h"
+#include "paged_test_util.h"
 #include "reference/paged_ref.h"
 #include "reference/reference.h"
 #include "test_util.h"
@@ -20,84 +22,17 @@ namespace {
 
 using hope_ref::PagedDecodeCase;
 using hope_ref::PagedDecodeData;
+using hope_test::make_paged_case;
+using hope_test::paged_kv;
 using hope_test::Tensor;
+using hope_test::to_double;
+using hope_test::to_tensor;
 
-#define ASSERT_CUDA(expr)                                                                     \
-  do {                                                                                        \
-    cudaError_t e_ = (expr);                                                                  \
-    ASSERT_EQ(e_, cudaSuccess) << #expr << ": " << cudaGetErrorString(e_);                    \
-  } while (0)
-
-constexpr size_t kGuardBytes = 256;
-
-// A device buffer with kGuardBytes of 0xff after its end; poisoned (0xff) on creation.
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    if (cudaMalloc(&ptr_, bytes + kGuardBytes) != cudaSuccess) {
-      ptr_ = nullptr;
-      return;
-    }
-    if (cudaMemset(ptr_, 0xff, bytes + kGuardBytes) != cudaSuccess) {
-      cudaFree(ptr_);
-      ptr_ = nullptr;
-    }
-  }
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer &) = delete;
-  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
-  void *get() const { return ptr_; }
-  template <typename T>
-  T *as() const { return static_cast<T *>(ptr_); }
-  size_t bytes() const { return bytes_; }
-  bool ok() const { return ptr_ != nullptr; }
-  cudaError_t upload(const void *src, size_t n) { return cudaMemcpy(ptr_, src, n, cudaMemcpyHostToDevice); }
-  cudaError_t download(void *dst, size_t n) const { return cudaMemcpy(dst, ptr_, n, cudaMemcpyDeviceToHost); }
-  // true when the guard after the buffer is still all 0xff
-  bool guard_intact() const {
-    std::vector<uint8_t> g(kGuardBytes);
-    if (cudaMemcpy(g.data(), static_cast<char *>(ptr_) + bytes_, kGuardBytes, cudaMemcpyDeviceToHost) != cudaSuccess)
-      return false;
-    return std::all_of(g.begin(), g.end(), [](uint8_t b) { return b == 0xff; });
-  }
-
- private:
-  void *ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using hope_test::DeviceBuffer;
 
 double out_tol(int dtype) { return dtype == HOPE_DTYPE_FLOAT16 ? 2e-3 : 1e-2; }
 double lse_tol(int dtype) { return dtype == HOPE_DTYPE_FLOAT16 ? 5e-3 : 2e-2; }
 
-Tensor to_tensor(int dtype, const std::vector<float> &x) {
-  Tensor t(dtype, x.size());
-  for (size_t i = 0; i < x.size(); ++i) t.set(i, x[i]);
-  return t;
-}
-std::vector<double> as_double(const std::vector<float> &x) { return std::vector<double>(x.begin(), x.end()); }
-
-PagedDecodeCase make_case(const std::string &name, int dtype, int hq, int hk, int d, int ps,
-                          std::vector<int32_t> nq, std::vector<int32_t> lens, bool causal, int splits,
-                          bool rope = true, int q_pad = 0, bool with_lse = true) {
-  PagedDecodeCase c;
-  c.q_pad = q_pad;
-  c.with_lse = with_lse;
-  c.name = name;
-  c.dtype = dtype;
-  c.hq = hq;
-  c.hk = hk;
-  c.head_dim = d;
-  c.page_size = ps;
-  c.nq = std::move(nq);
-  c.lens = std::move(lens);
-  c.causal = causal;
-  c.num_splits = splits;
-  c.rope = rope;
-  return c;
-}
 
 // ---- decode -----------------------------------------------------------------------------------------------
 
@@ -143,13 +78,7 @@ TEST_P(DecodeGpu, MatchesFloat64AndCpuBackend) {
 
   // Append on the GPU and on the CPU; the pages must agree.
   hope_paged_kv_t gcache{};
-  gcache.dtype = c.dtype;
-  gcache.num_pages = d.num_pages;
-  gcache.page_size = c.page_size;
-  gcache.num_kv_heads = c.hk;
-  gcache.head_dim = c.head_dim;
-  gcache.k_pages = kp.get();
-  gcache.v_pages = vp.get();
+  gcache = paged_kv(c.dtype, d.num_pages, c.page_size, c.hk, c.head_dim, kp.get(), vp.get());
   hope_kv_append_params_t ap{};
   ap.backend = HOPE_BACKEND_CUDA;
   ap.cache = gcache;
@@ -221,7 +150,7 @@ TEST_P(DecodeGpu, MatchesFloat64AndCpuBackend) {
   EXPECT_TRUE(dlse.guard_intact()) << "decode wrote past lse";
 
   // Float64 reference over the pages as the GPU stored them.
-  std::vector<double> q_rot = hope_ref::rotate_rows(as_double(d.q), d.total_q, c.hq, c.head_dim,
+  std::vector<double> q_rot = hope_ref::rotate_rows(to_double(d.q), d.total_q, c.hq, c.head_dim,
                                                     c.rope ? d.cos_q.data() : nullptr,
                                                     c.rope ? d.sin_q.data() : nullptr);
   for (auto &x : q_rot) x = hope_test::round_to(c.dtype, static_cast<float>(x));
@@ -269,36 +198,36 @@ TEST_P(DecodeGpu, MatchesFloat64AndCpuBackend) {
 INSTANTIATE_TEST_SUITE_P(
     Decode, DecodeGpu,
     ::testing::Values(
-        make_case("bf16_d128_gqa7_q1_len1037_1_129_page16_causal_planned", HOPE_DTYPE_BFLOAT16, 28, 4, 128, 16,
-                  {1, 1, 1}, {1037, 1, 129}, true, 0),
-        make_case("f16_d64_gqa4_q8_len8_130_517_page16_causal_split3", HOPE_DTYPE_FLOAT16, 4, 1, 64, 16,
-                  {8, 8, 8}, {8, 130, 517}, true, 3),
-        make_case("bf16_d256_gqa7_q8_len1037_page32_causal_split3", HOPE_DTYPE_BFLOAT16, 7, 1, 256, 32, {8},
-                  {1037}, true, 3),
-        make_case("f16_d64_gqa4_empty_sequences_split3", HOPE_DTYPE_FLOAT16, 8, 2, 64, 16, {1, 0, 2, 0},
-                  {33, 0, 2, 17}, true, 3),
-        make_case("bf16_d128_gqa1_q1_len1_2_3_split3_more_splits_than_keys", HOPE_DTYPE_BFLOAT16, 2, 2, 128, 16,
-                  {1, 1, 1}, {1, 2, 3}, true, 3),
-        make_case("f16_d128_gqa7_q5_len129_norope_noncausal_split3", HOPE_DTYPE_FLOAT16, 7, 1, 128, 16, {5},
-                  {129}, false, 3, false),
-        make_case("bf16_d128_gqa7_q1_len32768_page16_planned", HOPE_DTYPE_BFLOAT16, 28, 4, 128, 16, {1}, {32768},
-                  true, 0),
-        make_case("f16_d128_gqa4_q8_len4099_page16_noncausal_split1", HOPE_DTYPE_FLOAT16, 32, 8, 128, 16, {8, 2},
-                  {4099, 2}, false, 1),
-        make_case("bf16_d64_gqa16_q3_len700_3_page8_causal_planned", HOPE_DTYPE_BFLOAT16, 16, 1, 64, 8, {3, 3},
-                  {700, 3}, true, 0),
-        make_case("f16_d256_gqa1_q2_len129_page1_causal_split3", HOPE_DTYPE_FLOAT16, 2, 2, 256, 1, {2}, {129},
-                  true, 3),
-        make_case("bf16_d128_gqa4_q2_qstride_nolse_split3", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {2, 1}, {45, 300},
-                  true, 3, true, 40, false),
-        make_case("bf16_d128_gqa7_q1_batch64_len1_to_1037_planned", HOPE_DTYPE_BFLOAT16, 28, 4, 128, 16,
-                  std::vector<int32_t>(64, 1),
-                  [] {
+        make_paged_case("bf16_d128_gqa7_q1_len1037_1_129_page16_causal_planned", HOPE_DTYPE_BFLOAT16, 28, 4, 128, 16,
+                        {1, 1, 1}, {1037, 1, 129}, true, 0),
+        make_paged_case("f16_d64_gqa4_q8_len8_130_517_page16_causal_split3", HOPE_DTYPE_FLOAT16, 4, 1, 64, 16,
+                        {8, 8, 8}, {8, 130, 517}, true, 3),
+        make_paged_case("bf16_d256_gqa7_q8_len1037_page32_causal_split3", HOPE_DTYPE_BFLOAT16, 7, 1, 256, 32, {8},
+                        {1037}, true, 3),
+        make_paged_case("f16_d64_gqa4_empty_sequences_split3", HOPE_DTYPE_FLOAT16, 8, 2, 64, 16, {1, 0, 2, 0},
+                        {33, 0, 2, 17}, true, 3),
+        make_paged_case("bf16_d128_gqa1_q1_len1_2_3_split3_more_splits_than_keys", HOPE_DTYPE_BFLOAT16, 2, 2, 128, 16,
+                        {1, 1, 1}, {1, 2, 3}, true, 3),
+        make_paged_case("f16_d128_gqa7_q5_len129_norope_noncausal_split3", HOPE_DTYPE_FLOAT16, 7, 1, 128, 16, {5},
+                        {129}, false, 3, false),
+        make_paged_case("bf16_d128_gqa7_q1_len32768_page16_planned", HOPE_DTYPE_BFLOAT16, 28, 4, 128, 16, {1}, {32768},
+                        true, 0),
+        make_paged_case("f16_d128_gqa4_q8_len4099_page16_noncausal_split1", HOPE_DTYPE_FLOAT16, 32, 8, 128, 16, {8, 2},
+                        {4099, 2}, false, 1),
+        make_paged_case("bf16_d64_gqa16_q3_len700_3_page8_causal_planned", HOPE_DTYPE_BFLOAT16, 16, 1, 64, 8, {3, 3},
+                        {700, 3}, true, 0),
+        make_paged_case("f16_d256_gqa1_q2_len129_page1_causal_split3", HOPE_DTYPE_FLOAT16, 2, 2, 256, 1, {2}, {129},
+                        true, 3),
+        make_paged_case("bf16_d128_gqa4_q2_qstride_nolse_split3", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {2, 1}, {45, 300},
+                        true, 3, true, 40, false),
+        make_paged_case("bf16_d128_gqa7_q1_batch64_len1_to_1037_planned", HOPE_DTYPE_BFLOAT16, 28, 4, 128, 16,
+                        std::vector<int32_t>(64, 1),
+                        [] {
                     std::vector<int32_t> l(64);
                     for (int i = 0; i < 64; ++i) l[i] = 1 + (i * 331) % 1037;
                     return l;
-                  }(),
-                  true, 0)),
+                        }(),
+                        true, 0)),
     [](const ::testing::TestParamInfo<PagedDecodeCase> &info) { return info.param.name; });
 
 // ---- kv append ----------------------------------------------------------------------------------------------
@@ -343,13 +272,7 @@ TEST_P(KvAppendGpu, MatchesCpuBackendAndSkipsNegativeSlots) {
   ASSERT_CUDA(dsn.upload(sn.data(), sn.size() * 4));
   hope_kv_append_params_t p{};
   p.backend = HOPE_BACKEND_CUDA;
-  p.cache.dtype = c.dtype;
-  p.cache.num_pages = c.num_pages;
-  p.cache.page_size = c.page_size;
-  p.cache.num_kv_heads = c.hk;
-  p.cache.head_dim = c.d;
-  p.cache.k_pages = kp.get();
-  p.cache.v_pages = vp.get();
+  p.cache = paged_kv(c.dtype, c.num_pages, c.page_size, c.hk, c.d, kp.get(), vp.get());
   p.num_tokens = c.tokens;
   p.k = dk.get();
   p.v = dv.get();
@@ -535,7 +458,7 @@ TEST_F(ServingGpu, RejectsUnsupportedAndBadInput) {
 
 // Append + decode capture into a CUDA graph: no allocation, synchronisation or host round trip inside.
 TEST_F(ServingGpu, DecodeStepIsGraphCapturable) {
-  PagedDecodeCase c = make_case("graph", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {1, 1}, {300, 77}, true, 3);
+  PagedDecodeCase c = make_paged_case("graph", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {1, 1}, {300, 77}, true, 3);
   const PagedDecodeData d = hope_ref::make_paged_decode(c, 77);
   const size_t page_bytes = static_cast<size_t>(d.num_pages) * c.page_size * c.hk * c.head_dim * 2;
   DeviceBuffer kp(page_bytes), vp(page_bytes), dq(d.q.size() * 2), dcu(d.cu_q.size() * 4), dlens(c.lens.size() * 4),
@@ -552,13 +475,7 @@ TEST_F(ServingGpu, DecodeStepIsGraphCapturable) {
   ASSERT_CUDA(dslots.upload(&slot, 8));
   hope_kv_append_params_t a{};
   a.backend = HOPE_BACKEND_CUDA;
-  a.cache.dtype = c.dtype;
-  a.cache.num_pages = d.num_pages;
-  a.cache.page_size = c.page_size;
-  a.cache.num_kv_heads = c.hk;
-  a.cache.head_dim = c.head_dim;
-  a.cache.k_pages = kp.get();
-  a.cache.v_pages = vp.get();
+  a.cache = paged_kv(c.dtype, d.num_pages, c.page_size, c.hk, c.head_dim, kp.get(), vp.get());
   a.num_tokens = 1;
   a.k = a.v = dkv.get();
   a.slot_mapping = dslots.as<int64_t>();
@@ -611,9 +528,8 @@ TEST_F(ServingGpu, DecodeStepIsGraphCapturable) {
 // an int32 product anywhere in the page/slot/head indexing reads the wrong (poisoned) place. Needs about 9 GB of
 // device memory; skipped when it is not free or under HOPE_TEST_QUICK (compute-sanitizer runs).
 TEST_F(ServingGpu, DecodeIndexesPagesPast2To31Elements) {
-  const char *quick = std::getenv("HOPE_TEST_QUICK");
-  if (quick != nullptr && quick[0] != '\0' && quick[0] != '0') GTEST_SKIP() << "HOPE_TEST_QUICK: 9 GB cache skipped";
-  PagedDecodeCase c = make_case("offset", HOPE_DTYPE_BFLOAT16, 8, 1, 128, 16, {2, 1}, {300, 77}, true, 3);
+  if (hope_test::quick_mode()) GTEST_SKIP() << "HOPE_TEST_QUICK: 9 GB cache skipped";
+  PagedDecodeCase c = make_paged_case("offset", HOPE_DTYPE_BFLOAT16, 8, 1, 128, 16, {2, 1}, {300, 77}, true, 3);
   const PagedDecodeData d = hope_ref::make_paged_decode(c, 2024);
   const int64_t page_elems = static_cast<int64_t>(c.page_size) * c.hk * c.head_dim;
   const int64_t offset_pages = (int64_t{1} << 31) / page_elems + 1;
@@ -631,13 +547,7 @@ TEST_F(ServingGpu, DecodeIndexesPagesPast2To31Elements) {
   cv.poison();
   hope_kv_append_params_t ap{};
   ap.backend = HOPE_BACKEND_CPU;
-  ap.cache.dtype = c.dtype;
-  ap.cache.num_pages = d.num_pages;
-  ap.cache.page_size = c.page_size;
-  ap.cache.num_kv_heads = c.hk;
-  ap.cache.head_dim = c.head_dim;
-  ap.cache.k_pages = ck.data();
-  ap.cache.v_pages = cv.data();
+  ap.cache = paged_kv(c.dtype, d.num_pages, c.page_size, c.hk, c.head_dim, ck.data(), cv.data());
   ap.num_tokens = d.total_k;
   ap.k = k.data();
   ap.v = v.data();
@@ -667,7 +577,7 @@ TEST_F(ServingGpu, DecodeIndexesPagesPast2To31Elements) {
   ASSERT_CUDA(dtable.upload(table.data(), table.size() * 4));
 
   std::vector<double> q_rot =
-      hope_ref::rotate_rows(as_double(d.q), d.total_q, c.hq, c.head_dim, d.cos_q.data(), d.sin_q.data());
+      hope_ref::rotate_rows(to_double(d.q), d.total_q, c.hq, c.head_dim, d.cos_q.data(), d.sin_q.data());
   for (auto &x : q_rot) x = hope_test::round_to(c.dtype, static_cast<float>(x));
   std::vector<double> ref_out, ref_lse;
   hope_ref::paged_decode(c, d, q_rot, ck.values(), cv.values(), 0.0, &ref_out, &ref_lse);

@@ -2,6 +2,7 @@
 // of the library, element-wise comparison that reports the first mismatch, poisoning, the GPU fixture.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -55,6 +56,29 @@ inline float round_to(int dtype, float x) {
   return x;
 }
 
+// Segments for hope_positions_* (SPEC §1): n text tokens, a t x h x w video grid, an h x w image (scale 0:
+// the call's default temporal scale).
+inline hope_segment_t text_segment(int32_t n) {
+  hope_segment_t s{};
+  s.kind = HOPE_SEGMENT_TEXT;
+  s.length = n;
+  return s;
+}
+inline hope_segment_t video_segment(int32_t t, int32_t h, int32_t w, float scale = 0.0f) {
+  hope_segment_t s{};
+  s.kind = HOPE_SEGMENT_VIDEO;
+  s.grid_t = t;
+  s.grid_h = h;
+  s.grid_w = w;
+  s.temporal_scale = scale;
+  return s;
+}
+inline hope_segment_t image_segment(int32_t h, int32_t w, float scale = 0.0f) {
+  hope_segment_t s = video_segment(1, h, w, scale);
+  s.kind = HOPE_SEGMENT_IMAGE;
+  return s;
+}
+
 // A typed buffer stored as bytes; values() gives the float view the reference uses.
 struct Tensor {
   int dtype = HOPE_DTYPE_FLOAT32;
@@ -84,6 +108,36 @@ struct Tensor {
     if (!bytes.empty()) std::memset(bytes.data(), 0xff, bytes.size());
   }
 };
+
+// A Tensor of `dtype` holding x (rounded to the dtype), and a float vector widened to double.
+inline Tensor to_tensor(int dtype, const std::vector<float> &x) {
+  Tensor t(dtype, x.size());
+  for (size_t i = 0; i < x.size(); ++i) t.set(i, x[i]);
+  return t;
+}
+inline std::vector<double> to_double(const std::vector<float> &x) { return std::vector<double>(x.begin(), x.end()); }
+
+// cu_seqlens of packed varlen sequences: {0, l0, l0 + l1, ...}; and the longest length (0 when none).
+inline std::vector<int32_t> cu_seqlens(const std::vector<int> &lens) {
+  std::vector<int32_t> cu(1, 0);
+  for (int l : lens) cu.push_back(cu.back() + l);
+  return cu;
+}
+inline int max_len(const std::vector<int> &lens) {
+  int m = 0;
+  for (int l : lens) m = std::max(m, l);
+  return m;
+}
+
+// Rows [tokens][width] of a strided tensor (rows `stride` elements apart) from column `col0`, as doubles.
+inline std::vector<double> strided_rows(const Tensor &t, int64_t tokens, int64_t width, int64_t stride,
+                                        int64_t col0 = 0) {
+  std::vector<double> out(static_cast<size_t>(tokens * width));
+  for (int64_t r = 0; r < tokens; ++r)
+    for (int64_t c = 0; c < width; ++c)
+      out[static_cast<size_t>(r * width + c)] = t.get(static_cast<size_t>(r * stride + col0 + c));
+  return out;
+}
 
 inline Tensor random_tensor(int dtype, size_t n, std::mt19937_64 &rng, float stddev = 1.0f) {
   std::normal_distribution<float> dist(0.0f, stddev);

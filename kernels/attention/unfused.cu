@@ -40,6 +40,7 @@
 #include <new>
 
 #include "../../csrc/internal.h"
+#include "common/dtype.cuh"
 #include "launch.h"
 
 namespace hope {
@@ -54,19 +55,6 @@ constexpr int64_t kMaxGrid = int64_t{1} << 20;  // grid-stride loops cover the r
 
 const char *const kFn = "hope_attention_forward_unfused";
 const char *const kWsFn = "hope_attention_unfused_workspace_size";
-
-// ---- dtype conversion ------------------------------------------------------------------------------------
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T>
-__device__ __forceinline__ T from_f32(float x);
-template <>
-__device__ __forceinline__ float from_f32<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
 // ---- (a) gather + rotate ---------------------------------------------------------------------------------
 // One block per padded row r = b * max_len + i (grid-stride); threads walk the (head, pair) items of the row.
@@ -90,13 +78,13 @@ __global__ void gather_rotate_kernel(const T *__restrict__ src, int64_t src_stri
       T *d0 = dst ? dst + ((static_cast<int64_t>(b) * heads + h) * max_len + i) * head_dim + c : nullptr;
       if (!live) {
         if (d0) {
-          d0[0] = from_f32<T>(0.0f);
-          d0[half] = from_f32<T>(0.0f);
+          d0[0] = from_float<T>(0.0f);
+          d0[half] = from_float<T>(0.0f);
         }
         continue;
       }
       const T *s0 = src + tok * src_stride + static_cast<int64_t>(h) * head_dim + c;
-      float x0 = to_f32(s0[0]), x1 = to_f32(s0[half]);
+      float x0 = to_float(s0[0]), x1 = to_float(s0[half]);
       if (cos != nullptr) {
         const float cs = cos[tok * half + c], sn = sin[tok * half + c];
         const float y0 = x0 * cs - x1 * sn;
@@ -104,7 +92,7 @@ __global__ void gather_rotate_kernel(const T *__restrict__ src, int64_t src_stri
         x0 = y0;
         x1 = y1;
       }
-      const T o0 = from_f32<T>(x0), o1 = from_f32<T>(x1);
+      const T o0 = from_float<T>(x0), o1 = from_float<T>(x1);
       if (d0) {
         d0[0] = o0;
         d0[half] = o1;
@@ -166,7 +154,7 @@ __global__ void masked_softmax_kernel(const float *S, T *P, float *__restrict__ 
       if (causal) last = min(last, static_cast<int64_t>(i) + nk - nq);
     }
     if (last < 0) {
-      for (int64_t n = threadIdx.x; n < max_k; n += blockDim.x) prow[n] = from_f32<T>(0.0f);
+      for (int64_t n = threadIdx.x; n < max_k; n += blockDim.x) prow[n] = from_float<T>(0.0f);
       if (threadIdx.x == 0) {
         row_sum[r] = 0.0f;
         if (lse != nullptr && i < nq) lse[static_cast<int64_t>(j) * cu_q[batch] + q0 + i] = -INFINITY;
@@ -182,7 +170,7 @@ __global__ void masked_softmax_kernel(const float *S, T *P, float *__restrict__ 
       float e = 0.0f;
       if (n <= last) e = expf(fmaf(srow[n], scale, -ms));
       sum += e;
-      prow[n] = from_f32<T>(e);
+      prow[n] = from_float<T>(e);
     }
     sum = block_reduce<false>(sum, smem);
     if (threadIdx.x == 0) {
@@ -210,7 +198,7 @@ __global__ void scatter_out_kernel(const float *__restrict__ O, const float *__r
       const int32_t j = static_cast<int32_t>(w / head_dim), c = static_cast<int32_t>(w % head_dim);
       const int64_t pr = (static_cast<int64_t>(b) * hq + j) * max_q + i;
       const float l = row_sum[pr];
-      orow[w] = from_f32<T>(l > 0.0f ? O[pr * head_dim + c] / l : 0.0f);
+      orow[w] = from_float<T>(l > 0.0f ? O[pr * head_dim + c] / l : 0.0f);
     }
   }
 }

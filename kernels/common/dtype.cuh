@@ -40,6 +40,10 @@ __device__ __forceinline__ __half from_float<__half>(float x) { return __float2h
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
+// The value a float32 takes once stored in T (round to nearest even) and read back.
+template <typename T>
+__device__ __forceinline__ float round_to(float x) { return to_float(from_float<T>(x)); }
+
 // Calls f(T{}) with T the C++ type of a hope_dtype_t; returns false (and calls nothing) for an unknown dtype.
 template <typename F>
 inline bool dispatch_dtype(int dtype, F &&f) {

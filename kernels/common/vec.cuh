@@ -1,5 +1,6 @@
 // vec.cuh — 16-byte vector loads and stores of any element type, converted to and from float32 registers,
-// and the alignment test that decides whether a kernel may use them.
+// the alignment test that decides whether a kernel may use them, and the paired (half2 / bfloat162)
+// pack/unpack helpers of the serving and fused attention kernels.
 #pragma once
 
 #include <cstdint>
@@ -37,11 +38,7 @@ __device__ __forceinline__ void unpack16(const uint4 &raw, float (&out)[Vec16<T>
 // (data read once, e.g. a tensor being rotated), otherwise the read-only cache path.
 template <typename T, bool STREAMING = false>
 __device__ __forceinline__ void load16_to_float(const T *p, float (&out)[Vec16<T>::kElems]) {
-  const uint4 *src = reinterpret_cast<const uint4 *>(p);
-  uint4 raw = STREAMING ? __ldcs(src) : __ldg(src);
-  const T *e = reinterpret_cast<const T *>(&raw);
-#pragma unroll
-  for (int i = 0; i < Vec16<T>::kElems; ++i) out[i] = to_float(e[i]);
+  unpack16<T>(load16<STREAMING>(p), out);
 }
 
 // Converts float registers to T (round to nearest even) and stores 16 bytes at p (16-byte aligned).
@@ -68,6 +65,53 @@ __device__ __forceinline__ void load_floats(const float *p, float (&out)[N]) {
     out[4 * i + 2] = v.z;
     out[4 * i + 3] = v.w;
   }
+}
+
+// Paired half-precision type of T (__half2 / __nv_bfloat162) with its two-lane float conversions.
+template <typename T>
+struct Pair;
+template <>
+struct Pair<__half> {
+  using Type = __half2;
+  static __device__ __forceinline__ float2 to_float2(Type v) { return __half22float2(v); }
+  static __device__ __forceinline__ Type from_float2(float a, float b) { return __floats2half2_rn(a, b); }
+};
+template <>
+struct Pair<__nv_bfloat16> {
+  using Type = __nv_bfloat162;
+  static __device__ __forceinline__ float2 to_float2(Type v) { return __bfloat1622float2(v); }
+  static __device__ __forceinline__ Type from_float2(float a, float b) { return __floats2bfloat162_rn(a, b); }
+};
+
+// Two floats -> one 32-bit register of two T (lo in the low half), round to nearest even; and back.
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  typename Pair<T>::Type h = Pair<T>::from_float2(lo, hi);
+  return *reinterpret_cast<uint32_t *>(&h);
+}
+template <typename T>
+__device__ __forceinline__ float2 unpack2(uint32_t v) {
+  return Pair<T>::to_float2(*reinterpret_cast<const typename Pair<T>::Type *>(&v));
+}
+
+// 8 half-precision elements in a uint4 -> 8 floats, and back (paired conversions).
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4 &raw, float (&f)[8]) {
+  const typename Pair<T>::Type *h = reinterpret_cast<const typename Pair<T>::Type *>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 x = Pair<T>::to_float2(h[i]);
+    f[2 * i] = x.x;
+    f[2 * i + 1] = x.y;
+  }
+}
+template <typename T>
+__device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
+  uint4 raw;
+  typename Pair<T>::Type *h = reinterpret_cast<typename Pair<T>::Type *>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = Pair<T>::from_float2(f[2 * i], f[2 * i + 1]);
+  return raw;
 }
 
 }  // namespace hope

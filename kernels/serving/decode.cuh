@@ -168,12 +168,12 @@ __global__ void __launch_bounds__(128, 3) decode_kernel(const DecodeArgs a) {
       const int64_t token = static_cast<int64_t>(q0) + gr / a.group;
       const int j = h * a.group + gr % a.group;
       const T *qp = static_cast<const T *>(a.q) + token * a.q_row_stride + static_cast<int64_t>(j) * D;
-      const float x1 = to_f(qp[i]), x2 = to_f(qp[i + Tr::kHalf]);
+      const float x1 = to_float(qp[i]), x2 = to_float(qp[i + Tr::kHalf]);
       if (a.cos_q != nullptr) {
         const float c = a.cos_q[token * Tr::kHalf + i], s = a.sin_q[token * Tr::kHalf + i];
         // no contraction into fma: the CPU backend rounds every product the same way
-        y1 = round_f<T>(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
-        y2 = round_f<T>(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
+        y1 = round_to<T>(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
+        y2 = round_to<T>(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
       } else {
         y1 = x1;
         y2 = x2;
@@ -370,7 +370,7 @@ __global__ void __launch_bounds__(128, 3) decode_kernel(const DecodeArgs a) {
     const float o = l > 0.f ? sm.q[idx] / l : 0.f;
     if (a.num_splits == 1) {
       const int64_t token = static_cast<int64_t>(q0) + qi;
-      static_cast<T *>(a.out)[(token * a.hq + j) * D + i] = from_f<T>(o);
+      static_cast<T *>(a.out)[(token * a.hq + j) * D + i] = from_float<T>(o);
       if (i == 0 && a.lse != nullptr)
         a.lse[static_cast<int64_t>(j) * total_q + token] =
             l > 0.f ? (sm.m[r] + log2f(l)) * 0.69314718055994530942f : -INFINITY;

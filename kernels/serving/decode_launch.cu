@@ -57,10 +57,10 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits_kernel(const Decod
   }
   const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
   T *out = static_cast<T *>(a.out) + (token * a.hq + j) * head_dim + 4 * c;
-  out[0] = from_f<T>(acc.x * inv);
-  out[1] = from_f<T>(acc.y * inv);
-  out[2] = from_f<T>(acc.z * inv);
-  out[3] = from_f<T>(acc.w * inv);
+  out[0] = from_float<T>(acc.x * inv);
+  out[1] = from_float<T>(acc.y * inv);
+  out[2] = from_float<T>(acc.z * inv);
+  out[3] = from_float<T>(acc.w * inv);
   if (c == 0 && a.lse != nullptr)
     a.lse[static_cast<int64_t>(j) * total_q + token] =
         wsum > 0.f ? (mx + log2f(wsum)) * 0.69314718055994530942f : -INFINITY;

@@ -95,9 +95,9 @@ __global__ void __launch_bounds__(kAppendThreads) kv_append_scalar_kernel(const 
     T *vd = static_cast<T *>(a.v_pages) + dst;
     if (a.cos != nullptr) {
       const float c = a.cos[t * a.half + i], s = a.sin[t * a.half + i];
-      const float x1 = to_f(k1), x2 = to_f(k2);
-      kd[0] = from_f<T>(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
-      kd[a.half] = from_f<T>(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
+      const float x1 = to_float(k1), x2 = to_float(k2);
+      kd[0] = from_float<T>(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
+      kd[a.half] = from_float<T>(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
     } else {
       kd[0] = k1;
       kd[a.half] = k2;

@@ -47,7 +47,7 @@ __device__ __forceinline__ void merge_load(const T *p, float (&f)[V]) {
   const Raw raw = *reinterpret_cast<const Raw *>(p);  // plain load: out may alias this input
   const T *e = reinterpret_cast<const T *>(&raw);
 #pragma unroll
-  for (int i = 0; i < V; ++i) f[i] = to_f(e[i]);
+  for (int i = 0; i < V; ++i) f[i] = to_float(e[i]);
 }
 
 template <typename T, int V>
@@ -56,7 +56,7 @@ __device__ __forceinline__ void merge_store(T *p, const float (&f)[V]) {
   Raw raw;
   T *e = reinterpret_cast<T *>(&raw);
 #pragma unroll
-  for (int i = 0; i < V; ++i) e[i] = from_f<T>(f[i]);
+  for (int i = 0; i < V; ++i) e[i] = from_float<T>(f[i]);
   *reinterpret_cast<Raw *>(p) = raw;
 }
 
