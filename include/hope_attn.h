@@ -242,7 +242,8 @@ typedef struct {
   float *lse;                   /* optional [num_q_heads][total_q], NULL to skip; natural log */
   const float *cos_q, *sin_q;   /* [total_q][head_dim/2]; NULL: q is used as given */
   const float *cos_k, *sin_k;   /* [total_k][head_dim/2]; NULL: k is used as given */
-  float softmax_scale;          /* <= 0: 1/sqrt(head_dim) */
+  float softmax_scale;          /* <= 0: 1/sqrt(head_dim); NaN/inf: INVALID_VALUE. As in any float32 attention,
+                                   scores must stay finite: |scale * q.k| beyond 3.4e38 gives NaN */
   int32_t causal;               /* bottom-right aligned: key n is masked for query i when n > i + Nk - Nq */
   /* --- added in 0.1; zero means the default --- */
   int64_t q_row_stride;         /* elements between q tokens; 0: num_q_heads * head_dim */
@@ -306,7 +307,7 @@ typedef struct {
   hope_paged_kv_t cache;
   int32_t batch, num_q_heads;   /* num_q_heads % cache.num_kv_heads == 0 */
   const int32_t *cu_seqlens_q;  /* [batch + 1]; each sequence has 0..8 query tokens */
-  int32_t max_seqlen_q;         /* <= 8 */
+  int32_t max_seqlen_q;         /* 1..8 (when batch > 0): bounds every sequence's query count */
   const int32_t *seq_lens;      /* [batch] keys per sequence, the new tokens included */
   int32_t max_seqlen_k;         /* >= every seq_lens entry (plans the split) */
   const int32_t *page_table;    /* [batch][max_pages_per_seq] page indices */
