@@ -39,6 +39,9 @@ inline void set_context(const char *fmt, ...) {
   va_start(args, fmt);
   std::vsnprintf(fuzz_context(), 4096, fmt, args);
   va_end(args);
+  // HOPE_FUZZ_PRINT=1 prints every call under test (to diagnose a slow input or a timeout).
+  static const bool print = std::getenv("HOPE_FUZZ_PRINT") != nullptr;
+  if (print) std::fprintf(stderr, "call under test: %s\n", fuzz_context());
 }
 
 [[noreturn]] inline void fuzz_fail(const char *fmt, ...) {

@@ -106,9 +106,12 @@ for name in "${harnesses[@]}"; do
   echo "fuzz: $name for ${seconds} s (seeds: fuzz/corpus/$name, new inputs: ${scratch#$repo/})"
   # The first corpus directory receives new inputs: the scratch one, so the repository stays untouched.
   # -timeout: one input may take at most 30 s; -rss_limit_mb: the harness caps its own allocations far below.
+  # -seed: a fixed seed (HOPE_FUZZ_SEED, default 1) so that a run explores the same inputs every time: CI
+  # stays reproducible, and a finding there reproduces here. HOPE_FUZZ_SEED=0 lets libFuzzer pick one.
   set +e
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$bin" "$scratch" "$seeds" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=3072 -print_final_stats=1 \
+    "$bin" "$scratch" "$seeds" -seed="${HOPE_FUZZ_SEED:-1}" -max_total_time="$seconds" -timeout=30 \
+    -rss_limit_mb=3072 -print_final_stats=1 \
     -artifact_prefix="$build/artifacts/$name-" > "$log" 2>&1
   rc=$?
   set -e

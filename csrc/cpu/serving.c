@@ -82,7 +82,8 @@ static void decode_task(const decode_ctx_t *ctx, int64_t task) {
   int64_t start = (int64_t)s * chunk, end = start + chunk;
   if (start > len) start = len;
   if (end > len) end = len;
-  const int32_t *table = p->page_table + (int64_t)b * p->max_pages_per_seq;
+  /* page_table may be NULL when max_pages_per_seq is 0 (then len is 0 and no page is read) */
+  const int32_t *table = p->page_table != NULL ? p->page_table + (int64_t)b * p->max_pages_per_seq : NULL;
   float q[HOPEI_CPU_SERVING_MAX_HEAD_DIM], acc[HOPEI_CPU_SERVING_MAX_HEAD_DIM];
   for (int32_t qi = 0; qi < nq; ++qi) {
     const int64_t token = (int64_t)q0 + qi;
