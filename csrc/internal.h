@@ -39,6 +39,16 @@ hope_status_t hopei_fail(hope_status_t status, const char *fmt, ...)
 bool hopei_mul_i64(int64_t a, int64_t b, int64_t *out);
 bool hopei_add_i64(int64_t a, int64_t b, int64_t *out);
 
+/* Interim, until every path implements SPEC §8's pairing and rotary dimension (issue 11): the 0.2 rotary
+ * fields are accepted at their defaults only (pairing rotate-half, rotary_dim 0 or head_dim). */
+#define HOPEI_CHECK_ROTARY_DEFAULT(fn, pairing, rotary_dim, head_dim)                                        \
+  do {                                                                                                      \
+    if ((pairing) != 0 || ((rotary_dim) != 0 && (rotary_dim) != (head_dim)))                                \
+      return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,                                                          \
+                        "%s: interleaved pairing and a rotary dimension below head_dim are not implemented " \
+                        "yet (pairing %d, rotary_dim %d)", fn, (int)(pairing), (int)(rotary_dim));          \
+  } while (0)
+
 /* ---- positions (positions.c), shared with scales.c ------------------------------------------------- */
 
 /* Validates a segment list (messages name `fn` and the segment index); *num_tokens (may be NULL) gets the count. */

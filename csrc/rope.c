@@ -18,6 +18,9 @@ hope_status_t hopei_rope_check_config(const hope_rope_config_t *config, const ch
               HOPEI_ROPE_MAX_HEAD_DIM);
   HOPEI_CHECK(isfinite(config->theta) && config->theta > 1.0, "%s: config->theta %g must be finite and > 1", fn,
               config->theta);
+  HOPEI_CHECK_ROTARY_DEFAULT(fn, config->pairing, config->rotary_dim, config->head_dim);
+  if (config->model_exact_freqs != 0)
+    return hopei_fail(HOPE_ERROR_NOT_SUPPORTED, "%s: model-exact frequencies are not implemented yet", fn);
   if (config->kind != HOPE_ROPE_VANILLA) {
     const int32_t *s = config->sections;
     HOPEI_CHECK(s[0] >= 0 && s[1] >= 0 && s[2] >= 0,

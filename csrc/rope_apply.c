@@ -26,6 +26,7 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
   HOPEI_CHECK(p.head_dim >= 2 && p.head_dim <= HOPEI_ROPE_MAX_HEAD_DIM && p.head_dim % 2 == 0,
               "%s: params->head_dim %d must be even and in 2..%d", kFn, (int)p.head_dim, HOPEI_ROPE_MAX_HEAD_DIM);
   HOPEI_CHECK(p.num_heads >= 1, "%s: params->num_heads %d must be >= 1", kFn, (int)p.num_heads);
+  HOPEI_CHECK_ROTARY_DEFAULT(kFn, p.rope_pairing, p.rotary_dim, p.head_dim);
   HOPEI_CHECK(p.num_tokens >= 0, "%s: params->num_tokens %lld must be >= 0", kFn, (long long)p.num_tokens);
   const int64_t row = (int64_t)p.num_heads * p.head_dim; /* < 2^41: no overflow */
   HOPEI_CHECK(p.x_row_stride == 0 || p.x_row_stride >= row,

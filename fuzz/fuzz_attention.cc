@@ -99,7 +99,7 @@ std::string join(const std::vector<int32_t> &v) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Reader in(data, size);
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   const uint8_t be = in.u8();
   p.backend = be < 235 ? HOPE_BACKEND_CPU : be < 250 ? HOPE_BACKEND_CUDA : in.edge_i32();

@@ -28,7 +28,7 @@ bool have_gpu() {
 }
 
 hope_rope_config_t read_config(Reader &in) {
-  hope_rope_config_t c;
+  hope_rope_config_t c{};
   std::memset(&c, 0, sizeof c);
   c.kind = in.u8() < 240 ? in.range(0, 4) : in.edge_i32();
   const uint8_t hd = in.u8();
@@ -277,7 +277,7 @@ void fuzz_cache(Reader &in) {
 }
 
 void fuzz_apply(Reader &in) {
-  hope_rope_apply_params_t p;
+  hope_rope_apply_params_t p{};
   std::memset(&p, 0, sizeof p);
   const uint8_t be = in.u8();
   p.backend = be < 240 ? HOPE_BACKEND_CPU : be < 250 ? HOPE_BACKEND_CUDA : in.edge_i32();

@@ -72,7 +72,7 @@ void read_cache(Reader &in, Rng &rng, Cache *c) {
 }
 
 void fuzz_kv_append(Reader &in) {
-  hope_kv_append_params_t p;
+  hope_kv_append_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = read_backend(in);
   if (p.backend == HOPE_BACKEND_CUDA && have_gpu()) return;
@@ -171,7 +171,7 @@ void fuzz_kv_append(Reader &in) {
 }
 
 void fuzz_decode(Reader &in) {
-  hope_decode_params_t p;
+  hope_decode_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = read_backend(in);
   if (p.backend == HOPE_BACKEND_CUDA && have_gpu()) return;

@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define HOPE_VERSION_MAJOR 0
-#define HOPE_VERSION_MINOR 1
+#define HOPE_VERSION_MINOR 2
 #define HOPE_VERSION_PATCH 0
 /* major*10000 + minor*100 + patch, as hope_version() returns it. */
 #define HOPE_VERSION (HOPE_VERSION_MAJOR * 10000 + HOPE_VERSION_MINOR * 100 + HOPE_VERSION_PATCH)
@@ -153,11 +153,23 @@ typedef enum {
   HOPE_ROPE_HOPE = 4
 } hope_rope_kind_t;
 
+/* How the dims of a head form rotary pairs (SPEC §8). Independent of the frequency allocation: "mrope_interleaved"
+ * (Qwen3-VL) names which position drives pair i, this names which two dims pair i rotates. */
+typedef enum {
+  HOPE_PAIRING_ROTATE_HALF = 0, /* pair i rotates dims (i, i + r/2): Qwen2-VL, Qwen2.5-VL, Qwen3-VL, HoPE */
+  HOPE_PAIRING_INTERLEAVED = 1  /* pair i rotates dims (2i, 2i + 1) (GPT-J style): GLM-4.xV, ERNIE-4.5-VL */
+} hope_rope_pairing_t;
+
 typedef struct {
   int32_t kind;        /* hope_rope_kind_t */
   int32_t head_dim;    /* even, 2..1024 */
-  int32_t sections[3]; /* (st, sh, sw) pairs; sum == head_dim / 2 (ignored for vanilla) */
+  int32_t sections[3]; /* (st, sh, sw) pairs; sum == rotary_dim / 2 (ignored for vanilla) */
   double theta;        /* base, e.g. 1e6 for Qwen2-VL; finite, > 1 */
+  /* --- added in 0.2; zero means the default --- */
+  int32_t pairing;           /* hope_rope_pairing_t the tables are meant for (cos/sin do not depend on it) */
+  int32_t rotary_dim;        /* r: even, 2..head_dim; 0: head_dim. Tables are [n][r/2]; dims r.. pass through */
+  int32_t model_exact_freqs; /* 1: inv_i = float32(1 / float32(theta ** float32(2i / r))) as PyTorch model code
+                                computes it (angles still in double); 0: inv_i = theta^(-2i/r) in double */
 } hope_rope_config_t;
 
 /* Which position row drives each pair: HOPE_COMPONENT_T/H/W, or HOPE_COMPONENT_NONE (zero frequency). */
@@ -221,7 +233,10 @@ typedef struct {
   int64_t x_row_stride;       /* elements between tokens; 0: num_heads * head_dim */
   void *out;
   int64_t out_row_stride;     /* 0: num_heads * head_dim */
-  const float *cos, *sin;     /* [num_tokens][head_dim/2], same memory space as x */
+  const float *cos, *sin;     /* [num_tokens][rotary_dim/2], same memory space as x */
+  /* --- added in 0.2; zero means the default --- */
+  int32_t rope_pairing;       /* hope_rope_pairing_t */
+  int32_t rotary_dim;         /* even, 2..head_dim; 0: head_dim. Dims rotary_dim.. are copied unchanged */
 } hope_rope_apply_params_t;
 
 HOPE_API hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stream);
@@ -251,6 +266,9 @@ typedef struct {
   int64_t v_row_stride;         /* 0: num_kv_heads * head_dim */
   void *k_rotated;              /* optional [total_k][num_kv_heads][head_dim] in dtype: receives the rotated K
                                    (written once per key token), e.g. to store in a KV cache; NULL: skip */
+  /* --- added in 0.2; zero means the default --- */
+  int32_t rope_pairing;         /* hope_rope_pairing_t of q and k */
+  int32_t rotary_dim;           /* even, 2..head_dim; 0: head_dim. cos/sin are then [tokens][rotary_dim/2] */
 } hope_attention_params_t;
 
 /* softmax(scale * rot(q) rot(k)^T + mask) v per sequence and head, float32 accumulation.
@@ -295,7 +313,10 @@ typedef struct {
   const void *k, *v;            /* [num_tokens][num_kv_heads][head_dim] in cache.dtype */
   int64_t k_row_stride, v_row_stride; /* 0: num_kv_heads * head_dim */
   const int64_t *slot_mapping;  /* [num_tokens]; a negative slot skips the token; otherwise < num_pages*page_size */
-  const float *cos_k, *sin_k;   /* [num_tokens][head_dim/2]; NULL: k is stored as given */
+  const float *cos_k, *sin_k;   /* [num_tokens][rotary_dim/2]; NULL: k is stored as given */
+  /* --- added in 0.2; zero means the default --- */
+  int32_t rope_pairing;         /* hope_rope_pairing_t */
+  int32_t rotary_dim;           /* even, 2..head_dim; 0: head_dim */
 } hope_kv_append_params_t;
 
 HOPE_API hope_status_t hope_kv_append(const hope_kv_append_params_t *params, void *stream);
@@ -320,6 +341,9 @@ typedef struct {
   float softmax_scale;          /* <= 0: 1/sqrt(head_dim) */
   int32_t causal;               /* among the new tokens: query i of Nq sees keys < seq_len - Nq + i + 1 */
   int32_t num_splits;           /* 0: the planner chooses from the SM count and max_seqlen_k; else forced */
+  /* --- added in 0.2; zero means the default --- */
+  int32_t rope_pairing;         /* hope_rope_pairing_t of q (the cache holds keys rotated the same way) */
+  int32_t rotary_dim;           /* even, 2..head_dim; 0: head_dim. cos_q/sin_q are [total_q][rotary_dim/2] */
 } hope_decode_params_t;
 
 /* Workspace (device for CUDA, host for CPU) for the split-KV partials; 0 when no split is planned. */

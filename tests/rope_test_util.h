@@ -17,7 +17,7 @@ namespace hope_test {
 
 // The config of `kind` for head_dim, sections (st, sh, sw) summing to head_dim / 2.
 inline hope_rope_config_t config_of(int kind, int head_dim) {
-  hope_rope_config_t c;
+  hope_rope_config_t c{};
   c.kind = kind;
   c.head_dim = head_dim;
   const int half = head_dim / 2;

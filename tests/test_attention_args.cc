@@ -25,7 +25,7 @@ struct Fixture {
   std::vector<float> cos_q = std::vector<float>(5 * kD / 2, 1.0f), sin_q = std::vector<float>(5 * kD / 2, 0.0f);
   std::vector<float> cos_k = std::vector<float>(6 * kD / 2, 1.0f), sin_k = std::vector<float>(6 * kD / 2, 0.0f);
   std::vector<uint8_t> out, lse, krot;  // poisoned bytes
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
 
   explicit Fixture(int backend = HOPE_BACKEND_CPU) {
     std::memset(&p, 0, sizeof p);
@@ -250,7 +250,7 @@ TEST(AttentionArgs, UnfusedOnCpuBackendNotSupported) {
 
 TEST(AttentionArgs, BatchZeroIsANoOp) {
   for (int backend : {HOPE_BACKEND_CPU, HOPE_BACKEND_CUDA}) {
-    hope_attention_params_t p;
+    hope_attention_params_t p{};
     std::memset(&p, 0, sizeof p);
     p.backend = backend;
     p.dtype = HOPE_DTYPE_BFLOAT16;

@@ -137,7 +137,7 @@ void run_case(const AttnCase &c, uint64_t seed) {
   Tensor krot(c.dtype, static_cast<size_t>(std::max<int64_t>(total_k * kw, 1)));
   krot.poison();
 
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CPU;
   p.dtype = c.dtype;
@@ -304,7 +304,7 @@ TEST(AttentionCpuRounding, RotatedQkRoundedToDtype) {
     out.poison();
     std::vector<float> lse(static_cast<size_t>(h) * n, std::numeric_limits<float>::quiet_NaN());
     const std::vector<int32_t> cu = {0, n};
-    hope_attention_params_t p;
+    hope_attention_params_t p{};
     std::memset(&p, 0, sizeof p);
     p.backend = HOPE_BACKEND_CPU;
     p.dtype = dt;
@@ -345,7 +345,7 @@ TEST(AttentionCpuLong, CausalPrefill4096SuffixMatches) {
   std::vector<float> lse(static_cast<size_t>(hq) * n, std::numeric_limits<float>::quiet_NaN());
   const std::vector<int32_t> cu = {0, n};
 
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CPU;
   p.dtype = dt;
@@ -404,7 +404,7 @@ TEST(AttentionCpuThreads, SameResultOnOneThread) {
   Tensor q = hope_test::random_tensor(HOPE_DTYPE_FLOAT32, 300u * hq * d, rng);
   Tensor k = hope_test::random_tensor(HOPE_DTYPE_FLOAT32, 200u * hk * d, rng);
   Tensor v = hope_test::random_tensor(HOPE_DTYPE_FLOAT32, 200u * hk * d, rng);
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CPU;
   p.dtype = HOPE_DTYPE_FLOAT32;

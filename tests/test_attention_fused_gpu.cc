@@ -63,7 +63,7 @@ struct Problem {
 void make_cos_sin(int kind, int head_dim, int64_t tokens, std::mt19937_64 &rng, std::vector<float> *c,
                   std::vector<float> *s) {
   const int half = head_dim / 2;
-  hope_rope_config_t cfg;
+  hope_rope_config_t cfg{};
   std::memset(&cfg, 0, sizeof(cfg));
   cfg.kind = kind;
   cfg.head_dim = head_dim;
@@ -167,7 +167,7 @@ void alloc_poisoned(const Problem &pr, bool want_krot, DevOutputs *o) {
 
 hope_attention_params_t make_params(const Problem &pr, const DevInputs &di, const DevOutputs &o) {
   const FusedCase &c = pr.c;
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof(p));
   p.backend = HOPE_BACKEND_CUDA;
   p.dtype = c.dtype;

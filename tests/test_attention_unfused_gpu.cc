@@ -148,7 +148,7 @@ void upload(const Problem &pr, DeviceInputs *di) {
 
 hope_attention_params_t make_params(const Problem &pr, int backend) {
   const UnfusedCase &c = pr.c;
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof(p));
   p.backend = backend;
   p.dtype = c.dtype;
@@ -227,7 +227,7 @@ void prepare(const Problem &pr, DeviceInputs *di, DeviceOutputs *dout, hope_atte
 void run_unfused(const Problem &pr, cudaStream_t stream, Outputs *o) {
   DeviceInputs di;
   DeviceOutputs dout;
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   ASSERT_NO_FATAL_FAILURE(prepare(pr, &di, &dout, &p));
   size_t ws_bytes = 0;
   ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &ws_bytes));
@@ -453,7 +453,7 @@ TEST_F(AttentionUnfusedGpu, WorkspaceTooSmallIsOutOfMemoryAndWritesNothing) {
   ASSERT_NO_FATAL_FAILURE(build_problem(c, 8u, &pr));
   DeviceInputs di;
   DeviceOutputs dout;
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   ASSERT_NO_FATAL_FAILURE(prepare(pr, &di, &dout, &p));
   size_t need = 0;
   ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &need));
@@ -491,7 +491,7 @@ TEST_F(AttentionUnfusedGpu, UnalignedWorkspaceWorks) {
   ASSERT_NO_FATAL_FAILURE(build_problem(c, 9u, &pr));
   DeviceInputs di;
   DeviceOutputs dout;
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   ASSERT_NO_FATAL_FAILURE(prepare(pr, &di, &dout, &p));
   size_t need = 0;
   ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &need));
@@ -516,7 +516,7 @@ TEST_F(AttentionUnfusedGpu, CapturesInCudaGraph) {
   ASSERT_NO_FATAL_FAILURE(build_problem(c, 10u, &pr));
   DeviceInputs di;
   DeviceOutputs dout;
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   ASSERT_NO_FATAL_FAILURE(prepare(pr, &di, &dout, &p));
   size_t need = 0;
   ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &need));

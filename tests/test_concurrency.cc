@@ -59,7 +59,7 @@ hope_segment_t vision(int32_t kind, int32_t t, int32_t h, int32_t w, float scale
 }
 
 hope_rope_config_t hope_rope() {
-  hope_rope_config_t c;
+  hope_rope_config_t c{};
   std::memset(&c, 0, sizeof c);
   c.kind = HOPE_ROPE_HOPE;
   c.head_dim = 64;
@@ -203,7 +203,7 @@ Outputs run_everything(const Inputs &in, std::vector<std::string> *errors) {
   {
     const int64_t tokens = in.cu_q.back();
     Tensor x = in.q, out(HOPE_DTYPE_FLOAT16, in.q.size());
-    hope_rope_apply_params_t ap;
+    hope_rope_apply_params_t ap{};
     std::memset(&ap, 0, sizeof ap);
     ap.backend = HOPE_BACKEND_CPU;
     ap.dtype = HOPE_DTYPE_FLOAT16;
@@ -225,7 +225,7 @@ Outputs run_everything(const Inputs &in, std::vector<std::string> *errors) {
     const int64_t tq = in.cu_q.back(), tk = in.cu_k.back();
     Tensor out(HOPE_DTYPE_FLOAT16, size_t(tq) * in.heads_q * in.d), krot(HOPE_DTYPE_FLOAT16, in.k.size());
     std::vector<float> lse(size_t(in.heads_q) * tq);
-    hope_attention_params_t p;
+    hope_attention_params_t p{};
     std::memset(&p, 0, sizeof p);
     p.backend = HOPE_BACKEND_CPU;
     p.dtype = HOPE_DTYPE_FLOAT16;
@@ -258,7 +258,7 @@ Outputs run_everything(const Inputs &in, std::vector<std::string> *errors) {
   {
     Tensor kp = in.k_pages, vp = in.v_pages;
     std::vector<int64_t> slots = {3, -1, 17, 95, 40};
-    hope_kv_append_params_t a;
+    hope_kv_append_params_t a{};
     std::memset(&a, 0, sizeof a);
     a.backend = HOPE_BACKEND_CPU;
     a.cache = {HOPE_DTYPE_FLOAT16, in.pages, in.page_size, in.heads_k, in.d, kp.data(), vp.data()};
@@ -272,7 +272,7 @@ Outputs run_everything(const Inputs &in, std::vector<std::string> *errors) {
     o.add("kv_k_pages", kp.bytes.data(), kp.bytes.size());
     o.add("kv_v_pages", vp.bytes.data(), vp.bytes.size());
 
-    hope_decode_params_t p;
+    hope_decode_params_t p{};
     std::memset(&p, 0, sizeof p);
     p.backend = HOPE_BACKEND_CPU;
     p.cache = {HOPE_DTYPE_FLOAT16, in.pages, in.page_size, in.heads_k, in.d, const_cast<void *>(in.k_pages.data()),
@@ -358,7 +358,7 @@ void provoke_own_errors(int tid, int iteration, std::vector<std::string> *proble
   c.head_dim = 101 + 2 * tid;
   expect_message(hope_rope_components(&c, nullptr), std::to_string(c.head_dim), "hope_rope_components");
   // 3. A num_kv_heads that does not divide num_q_heads.
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CPU;
   p.dtype = HOPE_DTYPE_FLOAT32;
@@ -557,7 +557,7 @@ void gpu_worker(int t, hope_rope_cache_t cache, int64_t rows, const std::vector<
   CUDA_OK(cudaMemcpyAsync(dv, v.data(), bytes, cudaMemcpyHostToDevice, stream));
   CUDA_OK(cudaMemcpyAsync(dcu, cu, sizeof cu, cudaMemcpyHostToDevice, stream));
 
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CUDA;
   p.dtype = HOPE_DTYPE_FLOAT16;

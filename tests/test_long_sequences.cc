@@ -45,13 +45,13 @@ hope_segment_t video(int32_t t, int32_t h, int32_t w, float scale) {
 
 struct LayoutCase {
   hope_layout_t layout;
-  hope_rope_config_t rope;
+  hope_rope_config_t rope{};
   float video_scale;  // the segment's own scale (diagonal only matters)
   const char *name;
 };
 
 hope_rope_config_t rope(int kind, int st, int sh, int sw) {
-  hope_rope_config_t c;
+  hope_rope_config_t c{};
   std::memset(&c, 0, sizeof c);
   c.kind = kind;
   c.head_dim = 128;
@@ -165,7 +165,7 @@ TEST(LongSequencesLimits, TokenCountsBeyondInt32AreRefused) {
 
 hope_attention_params_t huge_params(int backend, const int32_t *cu, int32_t max_len, int32_t heads, int32_t d,
                                     void *dummy) {
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = backend;
   p.dtype = HOPE_DTYPE_FLOAT16;
@@ -247,7 +247,7 @@ TEST(LongSequencesLimits, CpuAttentionUses64BitRowOffsets) {
   }
   const std::vector<int32_t> cu = {0, tokens};
   auto run = [&](const void *qp, const void *kp, const void *vp, int64_t s, Tensor *out, std::vector<float> *lse) {
-    hope_attention_params_t p;
+    hope_attention_params_t p{};
     std::memset(&p, 0, sizeof p);
     p.backend = HOPE_BACKEND_CPU;
     p.dtype = HOPE_DTYPE_FLOAT16;

@@ -20,7 +20,7 @@ namespace {
 using hope_test::Tensor;
 
 hope_rope_config_t hope_config(int head_dim) {
-  hope_rope_config_t c;
+  hope_rope_config_t c{};
   std::memset(&c, 0, sizeof c);
   c.kind = HOPE_ROPE_HOPE;
   c.head_dim = head_dim;
@@ -80,7 +80,7 @@ TEST(Resources, DecodeWorkspaceTooSmallIsRefusedBeforeWriting) {
   Tensor out(HOPE_DTYPE_FLOAT32, size_t(2) * hq * d);
   out.poison();
   const std::vector<uint8_t> before = out.bytes;
-  hope_decode_params_t p;
+  hope_decode_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CPU;
   p.cache = {HOPE_DTYPE_FLOAT32, pages, page_size, hk, d, k.data(), v.data()};
@@ -140,7 +140,7 @@ TEST_F(NoDevice, RopeApply) {
   const int tokens = 3, heads = 2, d = 64;
   std::vector<float> x(size_t(tokens) * heads * d, 1.0f), out(x.size()), cs(size_t(tokens) * d / 2, 1.0f),
       sn(cs.size(), 0.0f);
-  hope_rope_apply_params_t p;
+  hope_rope_apply_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CUDA;
   p.dtype = HOPE_DTYPE_FLOAT32;
@@ -155,7 +155,7 @@ TEST_F(NoDevice, RopeApply) {
 }
 
 hope_attention_params_t attention_params(std::vector<uint16_t> *buf, std::vector<int32_t> *cu, std::vector<float> *lse) {
-  hope_attention_params_t p;
+  hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CUDA;
   p.dtype = HOPE_DTYPE_FLOAT16;
@@ -199,7 +199,7 @@ TEST_F(NoDevice, KvAppendDecodeMerge) {
 
   std::vector<uint16_t> k(size_t(2) * hk * d), v(k.size());
   std::vector<int64_t> slots = {0, 5};
-  hope_kv_append_params_t a;
+  hope_kv_append_params_t a{};
   std::memset(&a, 0, sizeof a);
   a.backend = HOPE_BACKEND_CUDA;
   a.cache = cache;
@@ -211,7 +211,7 @@ TEST_F(NoDevice, KvAppendDecodeMerge) {
 
   std::vector<int32_t> cu = {0, 1}, lens = {6}, table = {0, 1};
   std::vector<uint16_t> q(size_t(hq) * d), out(q.size());
-  hope_decode_params_t p;
+  hope_decode_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CUDA;
   p.cache = cache;

@@ -11,7 +11,7 @@ namespace {
 constexpr int T = HOPE_COMPONENT_T, H = HOPE_COMPONENT_H, W = HOPE_COMPONENT_W, N = HOPE_COMPONENT_NONE;
 
 hope_rope_config_t make_config(int kind, int head_dim, int st, int sh, int sw, double theta = 1e6) {
-  hope_rope_config_t c;
+  hope_rope_config_t c{};
   c.kind = kind;
   c.head_dim = head_dim;
   c.sections[0] = st;

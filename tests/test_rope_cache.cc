@@ -15,7 +15,7 @@ namespace {
 using hope_test::packed;
 
 hope_rope_config_t config_of(int kind) {
-  hope_rope_config_t c;
+  hope_rope_config_t c{};
   c.kind = kind;
   c.head_dim = 128;
   c.sections[0] = kind == HOPE_ROPE_MROPE_INTERLEAVED ? 24 : 16;

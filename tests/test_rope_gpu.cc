@@ -252,7 +252,7 @@ TEST_P(RopeApplyGpu, MatchesFloat64Reference) {
   ASSERT_CUDA(dcos.alloc_upload(cos.data(), cos.size() * 4));
   ASSERT_CUDA(dsin.alloc_upload(sin.data(), sin.size() * 4));
 
-  hope_rope_apply_params_t p;
+  hope_rope_apply_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CUDA;
   p.dtype = tc.dtype;
@@ -348,7 +348,7 @@ INSTANTIATE_TEST_SUITE_P(RopeCases, RopeApplyGpu, ::testing::ValuesIn(gpu_cases(
 class RopeApplyGpuMisc : public hope_test::GpuTest {};
 
 TEST_F(RopeApplyGpuMisc, ZeroTokensAndBadInput) {
-  hope_rope_apply_params_t p;
+  hope_rope_apply_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CUDA;
   p.dtype = HOPE_DTYPE_BFLOAT16;
@@ -377,7 +377,7 @@ TEST_F(RopeApplyGpuMisc, DeviceCacheFeedsApply) {
   const Tensor x = hope_test::random_tensor(HOPE_DTYPE_BFLOAT16, tokens * heads * d, rng);
   DeviceBuffer dx;
   ASSERT_CUDA(dx.alloc_upload(x.data(), x.bytes.size()));
-  hope_rope_apply_params_t p;
+  hope_rope_apply_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CUDA;
   p.dtype = HOPE_DTYPE_BFLOAT16;

@@ -11,7 +11,7 @@ package, at $HOPE_ATTN_LIBRARY, or on the dynamic loader's path.
     out = ha.attention(q, k, v, causal=True, cos_q=cos, sin_q=sin, cos_k=cos, sin_k=sin)
 """
 
-from ._lib import (DEFAULT_SCALE_CANDIDATES, Backend, Component, DType, HopeError, Layout, Memory, RopeKind,
+from ._lib import (DEFAULT_SCALE_CANDIDATES, Backend, Component, DType, HopeError, Layout, Memory, Pairing, RopeKind,
                    ScalePolicy, SegmentKind, Status, has_function, library_path)
 from .api import (RopeCache, RopeConfig, Segment, as_segment, attention, cos_sin, cuda_device_count, decode,
                   default_sections, image, kv_append, last_error, merge_states, num_tokens, positions,
@@ -19,10 +19,10 @@ from .api import (RopeCache, RopeConfig, Segment, as_segment, attention, cos_sin
                   select_temporal_scales, status_string, text, version, version_int, video)
 from ._arrays import BFLOAT16_NP
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "Backend", "Component", "DType", "HopeError", "Layout", "Memory", "RopeKind", "ScalePolicy", "SegmentKind",
+    "Backend", "Component", "DType", "HopeError", "Layout", "Memory", "Pairing", "RopeKind", "ScalePolicy", "SegmentKind",
     "Status", "DEFAULT_SCALE_CANDIDATES", "BFLOAT16_NP", "has_function", "library_path",
     "RopeCache", "RopeConfig", "Segment", "as_segment", "attention", "cos_sin", "cuda_device_count", "decode",
     "default_sections", "image", "kv_append", "last_error", "merge_states", "num_tokens", "positions",

@@ -61,6 +61,11 @@ class RopeKind(enum.IntEnum):
     HOPE = 4
 
 
+class Pairing(enum.IntEnum):
+    ROTATE_HALF = 0
+    INTERLEAVED = 1
+
+
 class Component(enum.IntEnum):
     NONE = -1
     T = 0
@@ -112,13 +117,17 @@ class hope_scale_params_t(ctypes.Structure):
 
 
 class hope_rope_config_t(ctypes.Structure):
-    _fields_ = [("kind", _i32), ("head_dim", _i32), ("sections", _i32 * 3), ("theta", _f64)]
+    _fields_ = [("kind", _i32), ("head_dim", _i32), ("sections", _i32 * 3), ("theta", _f64),
+                # added in 0.2
+                ("pairing", _i32), ("rotary_dim", _i32), ("model_exact_freqs", _i32)]
 
 
 class hope_rope_apply_params_t(ctypes.Structure):
     _fields_ = [("backend", _i32), ("dtype", _i32), ("num_tokens", _i64), ("num_heads", _i32),
                 ("head_dim", _i32), ("x", _vp), ("x_row_stride", _i64), ("out", _vp), ("out_row_stride", _i64),
-                ("cos", _vp), ("sin", _vp)]
+                ("cos", _vp), ("sin", _vp),
+                # added in 0.2
+                ("rope_pairing", _i32), ("rotary_dim", _i32)]
 
 
 class hope_attention_params_t(ctypes.Structure):
@@ -128,7 +137,9 @@ class hope_attention_params_t(ctypes.Structure):
                 ("out", _vp), ("lse", _vp), ("cos_q", _vp), ("sin_q", _vp), ("cos_k", _vp), ("sin_k", _vp),
                 ("softmax_scale", _f32), ("causal", _i32),
                 # added in 0.1
-                ("q_row_stride", _i64), ("k_row_stride", _i64), ("v_row_stride", _i64), ("k_rotated", _vp)]
+                ("q_row_stride", _i64), ("k_row_stride", _i64), ("v_row_stride", _i64), ("k_rotated", _vp),
+                # added in 0.2
+                ("rope_pairing", _i32), ("rotary_dim", _i32)]
 
 
 class hope_paged_kv_t(ctypes.Structure):
@@ -139,7 +150,9 @@ class hope_paged_kv_t(ctypes.Structure):
 class hope_kv_append_params_t(ctypes.Structure):
     _fields_ = [("backend", _i32), ("cache", hope_paged_kv_t), ("num_tokens", _i64), ("k", _vp), ("v", _vp),
                 ("k_row_stride", _i64), ("v_row_stride", _i64), ("slot_mapping", _vp), ("cos_k", _vp),
-                ("sin_k", _vp)]
+                ("sin_k", _vp),
+                # added in 0.2
+                ("rope_pairing", _i32), ("rotary_dim", _i32)]
 
 
 class hope_decode_params_t(ctypes.Structure):
@@ -147,7 +160,9 @@ class hope_decode_params_t(ctypes.Structure):
                 ("cu_seqlens_q", _vp), ("max_seqlen_q", _i32), ("seq_lens", _vp), ("max_seqlen_k", _i32),
                 ("page_table", _vp), ("max_pages_per_seq", _i32), ("q", _vp), ("q_row_stride", _i64),
                 ("out", _vp), ("lse", _vp), ("cos_q", _vp), ("sin_q", _vp), ("softmax_scale", _f32),
-                ("causal", _i32), ("num_splits", _i32)]
+                ("causal", _i32), ("num_splits", _i32),
+                # added in 0.2
+                ("rope_pairing", _i32), ("rotary_dim", _i32)]
 
 
 class hope_merge_params_t(ctypes.Structure):

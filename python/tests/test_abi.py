@@ -69,7 +69,7 @@ def test_every_struct_field_of_the_header_is_mirrored():
 
 
 ENUMS = {"HOPE_SUCCESS": ha.Status.SUCCESS, "HOPE_ERROR_": ha.Status, "HOPE_LAYOUT_": ha.Layout,
-         "HOPE_SEGMENT_": ha.SegmentKind, "HOPE_SCALE_": ha.ScalePolicy, "HOPE_ROPE_": ha.RopeKind,
+         "HOPE_SEGMENT_": ha.SegmentKind, "HOPE_SCALE_": ha.ScalePolicy, "HOPE_ROPE_": ha.RopeKind, "HOPE_PAIRING_": ha.Pairing,
          "HOPE_COMPONENT_": ha.Component, "HOPE_MEMORY_": ha.Memory, "HOPE_DTYPE_": ha.DType,
          "HOPE_BACKEND_": ha.Backend}
 
