@@ -22,6 +22,7 @@
 #include "attention/fwd_params.h"
 #include "attention/fwd_traits.cuh"
 #include "attention/ptx_sm80.cuh"
+#include "common/launch.cuh"
 
 namespace hope {
 
@@ -119,7 +120,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1) attn_fwd_sm80_kernel(con
   constexpr int kKStepsN = Traits::kKStepsN;
   constexpr int C = Traits::kChunksPerRow;
 
-  extern __shared__ uint4 smem_raw[];  // 16-byte aligned; swizzled tiles need nothing more
+  HOPE_DYNAMIC_SMEM(smem_raw, uint4);  // 16-byte aligned; swizzled tiles need nothing more
   T *const sQ = reinterpret_cast<T *>(smem_raw) + Traits::kSmemQOffset;
   T *const sK = reinterpret_cast<T *>(smem_raw) + Traits::kSmemKOffset;
   T *const sV = reinterpret_cast<T *>(smem_raw) + Traits::kSmemVOffset;

@@ -51,7 +51,7 @@ hope_status_t launch_attn_fwd_sm80(const AttnFwdParams &params, cudaStream_t str
     const int64_t nb = params.batch - b0 < kMaxGridZ ? params.batch - b0 : kMaxGridZ;
     const dim3 grid(static_cast<unsigned>(params.num_m_blocks), static_cast<unsigned>(params.num_q_heads),
                     static_cast<unsigned>(nb));
-    kernel<<<grid, Traits::kNThreads, kSmem, stream>>>(chunk);
+    hope::launch_kernel(kernel, grid, Traits::kNThreads, kSmem, stream, chunk);
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return hopei_cuda_fail(e, fn, "launching the fused attention kernel");
   }

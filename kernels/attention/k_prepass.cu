@@ -61,9 +61,9 @@ hope_status_t run_k_prepass(const KPrepassParams &params, int32_t dtype, cudaStr
   const int64_t want = (items + kPrepassThreads - 1) / kPrepassThreads;
   const int blocks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(want, params.grid_limit)));
   if (dtype == HOPE_DTYPE_FLOAT16)
-    k_prepass_kernel<__half><<<blocks, kPrepassThreads, 0, stream>>>(params);
+    hope::launch_kernel(&k_prepass_kernel<__half>, blocks, kPrepassThreads, 0, stream, params);
   else if (dtype == HOPE_DTYPE_BFLOAT16)
-    k_prepass_kernel<__nv_bfloat16><<<blocks, kPrepassThreads, 0, stream>>>(params);
+    hope::launch_kernel(&k_prepass_kernel<__nv_bfloat16>, blocks, kPrepassThreads, 0, stream, params);
   else
     return hopei_fail(HOPE_ERROR_INTERNAL, "%s: K pre-pass reached with dtype %d", fn, dtype);
   const cudaError_t e = cudaGetLastError();

@@ -41,6 +41,7 @@
 
 #include "../../csrc/internal.h"
 #include "common/dtype.cuh"
+#include "common/launch.cuh"
 #include "launch.h"
 
 namespace hope {
@@ -135,7 +136,7 @@ __global__ void masked_softmax_kernel(const float *S, T *P, float *__restrict__ 
                                       const int32_t *__restrict__ cu_q, const int32_t *__restrict__ cu_k,
                                       int32_t batch, int32_t hq, int32_t max_q, int32_t max_k, float scale,
                                       int32_t causal) {
-  __shared__ float smem[32];
+  HOPE_STATIC_SMEM(smem, float[32]);
   const int64_t rows = static_cast<int64_t>(batch) * hq * max_q;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const int64_t bj = r / max_q;
@@ -369,7 +370,7 @@ hope_status_t forward(const hope_attention_params_t *p, const Plan &pl, char *ws
   // (a) gather + rotate. K runs whenever there are keys, so k_rotated is written even without queries.
   if (B > 0 && mk > 0 && (pl.gemm || k_rot != nullptr)) {
     const int64_t rows = static_cast<int64_t>(B) * mk;
-    gather_rotate_kernel<T><<<grid_for(rows), kGatherThreads, 0, stream>>>(
+    hope::launch_kernel(&gather_rotate_kernel<T>, grid_for(rows), kGatherThreads, 0, stream,
         static_cast<const T *>(p->k), p->k_row_stride, p->cu_seqlens_k, B, mk, hk, d, rot_k ? p->cos_k : nullptr,
         rot_k ? p->sin_k : nullptr, pl.gemm ? reinterpret_cast<T *>(ws + pl.k_off) : nullptr, k_rot);
     HOPE_UNFUSED_LAUNCHED("gather_rotate_kernel (k)");
@@ -377,11 +378,11 @@ hope_status_t forward(const hope_attention_params_t *p, const Plan &pl, char *ws
   if (B == 0 || mq == 0) return HOPE_SUCCESS;  // no query rows: nothing else to write
   if (pl.gemm) {
     const int64_t rows_k = static_cast<int64_t>(B) * mk, rows_q = static_cast<int64_t>(B) * mq;
-    gather_rotate_kernel<T><<<grid_for(rows_k), kGatherThreads, 0, stream>>>(
+    hope::launch_kernel(&gather_rotate_kernel<T>, grid_for(rows_k), kGatherThreads, 0, stream,
         static_cast<const T *>(p->v), p->v_row_stride, p->cu_seqlens_k, B, mk, hk, d, nullptr, nullptr,
         reinterpret_cast<T *>(ws + pl.v_off), nullptr);
     HOPE_UNFUSED_LAUNCHED("gather_rotate_kernel (v)");
-    gather_rotate_kernel<T><<<grid_for(rows_q), kGatherThreads, 0, stream>>>(
+    hope::launch_kernel(&gather_rotate_kernel<T>, grid_for(rows_q), kGatherThreads, 0, stream,
         static_cast<const T *>(p->q), p->q_row_stride, p->cu_seqlens_q, B, mq, hq, d, rot_q ? p->cos_q : nullptr,
         rot_q ? p->sin_q : nullptr, reinterpret_cast<T *>(ws + pl.q_off), nullptr);
     HOPE_UNFUSED_LAUNCHED("gather_rotate_kernel (q)");
@@ -413,14 +414,14 @@ hope_status_t forward(const hope_attention_params_t *p, const Plan &pl, char *ws
   float *sums = reinterpret_cast<float *>(ws + pl.sum_off);
   const int64_t rows_s = static_cast<int64_t>(B) * hq * mq;
   // With max_seqlen_k == 0 the kernel touches no S/P element: it only writes sums = 0 and lse = -inf.
-  masked_softmax_kernel<T><<<grid_for(rows_s), kSoftmaxThreads, 0, stream>>>(
-      S, P, sums, p->lse, p->cu_seqlens_q, p->cu_seqlens_k, B, hq, mq, mk, p->softmax_scale, p->causal != 0);
+  hope::launch_kernel(&masked_softmax_kernel<T>, grid_for(rows_s), kSoftmaxThreads, 0, stream, S, P, sums, p->lse,
+      p->cu_seqlens_q, p->cu_seqlens_k, B, hq, mq, mk, p->softmax_scale, p->causal != 0);
   HOPE_UNFUSED_LAUNCHED("masked_softmax_kernel");
 
   if (pl.gemm) HOPEI_TRY(run_pv<T>(h, p, pl, ws));
 
   const int64_t rows_o = static_cast<int64_t>(B) * mq;
-  scatter_out_kernel<T><<<grid_for(rows_o), kScatterThreads, 0, stream>>>(
+  hope::launch_kernel(&scatter_out_kernel<T>, grid_for(rows_o), kScatterThreads, 0, stream,
       pl.gemm ? reinterpret_cast<const float *>(ws + pl.o_off) : nullptr, sums, p->cu_seqlens_q, B, hq, mq, d,
       static_cast<T *>(p->out));
   HOPE_UNFUSED_LAUNCHED("scatter_out_kernel");

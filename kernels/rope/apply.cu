@@ -18,6 +18,7 @@
 
 #include "../../csrc/internal.h"
 #include "common/dtype.cuh"
+#include "common/launch.cuh"
 #include "common/vec.cuh"
 #include "launch.h"
 
@@ -144,16 +145,17 @@ hope_status_t rope_apply_launch(const hope_rope_apply_params_t *p, cudaStream_t 
     const unsigned grid = grid_for(total, per_block);
     // uint32 indices when base + grid stride can never wrap.
     if (total + static_cast<int64_t>(grid) * per_block < (int64_t{1} << 32)) {
-      rope_apply_vec_kernel<T, uint32_t><<<grid, kRopeThreads, 0, stream>>>(
-          a, static_cast<uint32_t>(chunks), static_cast<uint32_t>(per_token), static_cast<uint32_t>(total));
+      hope::launch_kernel(&rope_apply_vec_kernel<T, uint32_t>, grid, kRopeThreads, 0, stream, a,
+          static_cast<uint32_t>(chunks), static_cast<uint32_t>(per_token), static_cast<uint32_t>(total));
     } else {
-      rope_apply_vec_kernel<T, uint64_t><<<grid, kRopeThreads, 0, stream>>>(
-          a, static_cast<uint64_t>(chunks), static_cast<uint64_t>(per_token), static_cast<uint64_t>(total));
+      hope::launch_kernel(&rope_apply_vec_kernel<T, uint64_t>, grid, kRopeThreads, 0, stream, a,
+          static_cast<uint64_t>(chunks), static_cast<uint64_t>(per_token), static_cast<uint64_t>(total));
     }
     kernel = "rope_apply_vec_kernel";
   } else {
     const int64_t total = a.num_tokens * a.num_heads * static_cast<int64_t>(a.half);
-    rope_apply_scalar_kernel<T><<<grid_for(total, kRopeThreads), kRopeThreads, 0, stream>>>(a, total);
+    hope::launch_kernel(&rope_apply_scalar_kernel<T>, grid_for(total, kRopeThreads), kRopeThreads, 0, stream, a,
+        total);
     kernel = "rope_apply_scalar_kernel";
   }
   const cudaError_t e = cudaGetLastError();

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "../../csrc/internal.h"
+#include "common/launch.cuh"
 #include "launch.h"
 
 namespace hope {
@@ -49,8 +50,8 @@ extern "C" hope_status_t hopei_rope_cache_fill_cuda(const hopei_cache_fill_args_
     const int sms = hopei_device_sm_count();
     const int64_t cap = sms > 0 ? static_cast<int64_t>(sms) * 32 : 4096;  // grid-stride beyond this
     blocks = std::max<int64_t>(1, std::min(blocks, cap));
-    hope::rope_cache_fill_kernel<<<static_cast<unsigned>(blocks), kThreads, 0,
-                                   static_cast<cudaStream_t>(stream)>>>(*args);
+    hope::launch_kernel(&hope::rope_cache_fill_kernel, static_cast<unsigned>(blocks), kThreads, 0,
+        static_cast<cudaStream_t>(stream), *args);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return hopei_cuda_fail(e, kFn, "launching rope_cache_fill_kernel");
     return HOPE_SUCCESS;

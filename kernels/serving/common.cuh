@@ -12,6 +12,7 @@
 #include "../../csrc/internal.h"
 #include "common/cp_async.cuh"
 #include "common/dtype.cuh"
+#include "common/launch.cuh"
 #include "common/vec.cuh"
 
 namespace hope {

@@ -123,7 +123,7 @@ template <int HEAD_DIM, typename T>
 __global__ void __launch_bounds__(128, 3) decode_kernel(const DecodeArgs a) {
   using Tr = DecodeTraits<HEAD_DIM, T>;
   constexpr int D = HEAD_DIM, R = Tr::kRows, TK = Tr::kTileKeys;
-  __shared__ DecodeSmem<HEAD_DIM, T> sm;
+  HOPE_STATIC_SMEM(sm, DecodeSmem<HEAD_DIM, T>);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(a.hk));
@@ -387,7 +387,7 @@ template <int HEAD_DIM, typename T>
 hope_status_t launch_decode(const DecodeArgs &a, int32_t row_blocks, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.batch) * static_cast<unsigned>(a.hk), static_cast<unsigned>(a.num_splits),
                   static_cast<unsigned>(row_blocks));
-  decode_kernel<HEAD_DIM, T><<<grid, DecodeTraits<HEAD_DIM, T>::kThreads, 0, stream>>>(a);
+  hope::launch_kernel(&decode_kernel<HEAD_DIM, T>, grid, DecodeTraits<HEAD_DIM, T>::kThreads, 0, stream, a);
   return check_launch("hope_decode_forward", "the decode kernel launch");
 }
 

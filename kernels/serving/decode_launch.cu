@@ -73,7 +73,7 @@ hope_status_t launch_merge_splits(const DecodeArgs &a, int head_dim, cudaStream_
   const int64_t blocks = (items + per_block - 1) / per_block;
   if (blocks > INT32_MAX)
     return hopei_fail(HOPE_ERROR_NOT_SUPPORTED, "hope_decode_forward: too many query rows for the split merge");
-  merge_splits_kernel<T><<<static_cast<unsigned>(blocks), kMergeThreads, 0, stream>>>(a, head_dim);
+  hope::launch_kernel(&merge_splits_kernel<T>, static_cast<unsigned>(blocks), kMergeThreads, 0, stream, a, head_dim);
   return check_launch("hope_decode_forward", "the split-merge kernel launch");
 }
 

@@ -121,9 +121,10 @@ hope_status_t launch(const KvAppendArgs &a, cudaStream_t stream) {
   const int64_t blocks = std::max<int64_t>(
       1, std::min<int64_t>((total + kAppendThreads - 1) / kAppendThreads, static_cast<int64_t>(sm) * 16));
   if (vec)
-    kv_append_vec_kernel<T><<<static_cast<unsigned>(blocks), kAppendThreads, 0, stream>>>(a, total);
+    hope::launch_kernel(&kv_append_vec_kernel<T>, static_cast<unsigned>(blocks), kAppendThreads, 0, stream, a, total);
   else
-    kv_append_scalar_kernel<T><<<static_cast<unsigned>(blocks), kAppendThreads, 0, stream>>>(a, total);
+    hope::launch_kernel(&kv_append_scalar_kernel<T>, static_cast<unsigned>(blocks), kAppendThreads, 0, stream, a,
+        total);
   return check_launch("hope_kv_append", "the append kernel launch");
 }
 

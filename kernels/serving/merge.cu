@@ -118,9 +118,11 @@ hope_status_t launch(const hope_merge_params_t &p, cudaStream_t stream) {
   const bool vec = p.head_dim % 4 == 0 && aligned_to(p.o_a, vec_bytes) && aligned_to(p.o_b, vec_bytes) &&
                    aligned_to(p.out, vec_bytes);
   if (vec)
-    merge_states_kernel<T, 4><<<static_cast<unsigned>(blocks), kMergeStatesThreads, 0, stream>>>(p, rows);
+    hope::launch_kernel(&merge_states_kernel<T, 4>, static_cast<unsigned>(blocks), kMergeStatesThreads, 0, stream, p,
+        rows);
   else
-    merge_states_kernel<T, 1><<<static_cast<unsigned>(blocks), kMergeStatesThreads, 0, stream>>>(p, rows);
+    hope::launch_kernel(&merge_states_kernel<T, 1>, static_cast<unsigned>(blocks), kMergeStatesThreads, 0, stream, p,
+        rows);
   return check_launch("hope_merge_states", "the merge kernel launch");
 }
 
