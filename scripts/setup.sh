@@ -22,7 +22,7 @@ hope_setup_main() {
 
   # --- Debian packages ---------------------------------------------------------------------------------------
   local missing=() pkg
-  for pkg in cmake g++ make libgtest-dev pkg-config python3-pip; do
+  for pkg in cmake g++ make libgtest-dev libboost-context-dev pkg-config python3-pip; do
     if ! dpkg -s "$pkg" > /dev/null 2>&1; then missing+=("$pkg"); fi
   done
   # A python3 that is not Debian's (pyenv, conda) brings its own pip: then python3-pip is not needed.

@@ -13,6 +13,10 @@
 
 #include <gtest/gtest.h>
 
+#ifdef HOPE_EMULATED_DEVICE
+#include "hope_emu/control.h"
+#endif
+
 #include "hope_attn.h"
 
 namespace hope_test {
@@ -202,23 +206,55 @@ inline double relative_error(const std::vector<double> &got, const std::vector<d
     EXPECT_STRNE(hope_last_error(), "") << #expr;                         \
   } while (0)
 
-// GPU tests derive from this: they skip (and ctest reports "Skipped") when no CUDA device is usable.
+// GPU tests derive from these: they skip (and ctest reports "Skipped") when no CUDA device is usable. On the
+// emulated GPU (HOPE_EMULATED_DEVICE) a test also fails when the emulator found an error in kernel code while
+// it ran (a hazard, a divergent collective, a deadlock: the "hope_emu: error" lines above say where), even
+// if every output happened to match.
+class GpuGuard {
+ public:
+  // false: no device, the test must skip.
+  static bool device_present() {
+    int32_t n = 0;
+    return hope_cuda_device_count(&n) == HOPE_SUCCESS && n > 0;
+  }
+  void begin() {
+#ifdef HOPE_EMULATED_DEVICE
+    errors_ = hopeemu_error_count();
+#endif
+  }
+  void end() const {
+#ifdef HOPE_EMULATED_DEVICE
+    EXPECT_EQ(hopeemu_error_count() - errors_, 0)
+        << "the emulated GPU (schedule " << hopeemu_schedule() << ") reported errors in kernel code during this test";
+#endif
+  }
+
+ private:
+  long errors_ = 0;
+};
+
 class GpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    int32_t n = 0;
-    ASSERT_EQ(hope_cuda_device_count(&n), HOPE_SUCCESS);
-    if (n == 0) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    if (!GpuGuard::device_present()) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    guard_.begin();
   }
+  void TearDown() override { guard_.end(); }
+
+ private:
+  GpuGuard guard_;
 };
 template <typename P>
 class GpuTestWithParam : public ::testing::TestWithParam<P> {
  protected:
   void SetUp() override {
-    int32_t n = 0;
-    ASSERT_EQ(hope_cuda_device_count(&n), HOPE_SUCCESS);
-    if (n == 0) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    if (!GpuGuard::device_present()) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    guard_.begin();
   }
+  void TearDown() override { guard_.end(); }
+
+ private:
+  GpuGuard guard_;
 };
 
 }  // namespace hope_test

@@ -45,19 +45,18 @@ template <typename T, int V>
 __device__ __forceinline__ void merge_load(const T *p, float (&f)[V]) {
   using Raw = typename MergeVec<T, V>::Raw;
   const Raw raw = *reinterpret_cast<const Raw *>(p);  // plain load: out may alias this input
-  const T *e = reinterpret_cast<const T *>(&raw);
+  const auto e = bit_cast<ElemArray<T, V>>(raw);
 #pragma unroll
-  for (int i = 0; i < V; ++i) f[i] = to_float(e[i]);
+  for (int i = 0; i < V; ++i) f[i] = to_float(e.v[i]);
 }
 
 template <typename T, int V>
 __device__ __forceinline__ void merge_store(T *p, const float (&f)[V]) {
   using Raw = typename MergeVec<T, V>::Raw;
-  Raw raw;
-  T *e = reinterpret_cast<T *>(&raw);
+  ElemArray<T, V> e;
 #pragma unroll
-  for (int i = 0; i < V; ++i) e[i] = from_float<T>(f[i]);
-  *reinterpret_cast<Raw *>(p) = raw;
+  for (int i = 0; i < V; ++i) e.v[i] = from_float<T>(f[i]);
+  *reinterpret_cast<Raw *>(p) = bit_cast<Raw>(e);
 }
 
 template <typename T, int V>
