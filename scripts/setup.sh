@@ -59,11 +59,13 @@ hope_setup_main() {
 
 hope_setup_main
 
-# hope_configure BUILD_DIR: the one CMake configuration run.sh and test.sh share (Release).
+# hope_configure BUILD_DIR [CMAKE_ARGS...]: the one CMake configuration run.sh and test.sh share (Release); extra
+# arguments go to cmake (e.g. -DHOPE_WITH_CUDA=OFF).
 # On a machine with a GPU, compile for exactly that GPU (quick build, kernels that run). Without one, 80-real:
 # there the kernels can only be checked to compile, and one real architecture is the quickest such check.
 hope_configure() {
   local build=$1 archs=80-real
+  shift
   if command -v nvidia-smi > /dev/null && nvidia-smi -L 2> /dev/null | grep -q '^GPU'; then archs=native; fi
   # ccache, when present, lets the sanitizer and fuzz builds reuse this build's CUDA objects.
   local launcher=()
@@ -74,6 +76,6 @@ hope_configure() {
   echo "configure: $build (CUDA architectures: $archs)"
   mkdir -p "$build"
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$archs" "${launcher[@]+"${launcher[@]}"}" \
-    -DHOPE_BUILD_TESTS=ON -DHOPE_BUILD_EXAMPLES=ON -DHOPE_BUILD_BENCHMARKS=ON > "$build/configure.log" 2>&1 \
+    -DHOPE_BUILD_TESTS=ON -DHOPE_BUILD_EXAMPLES=ON -DHOPE_BUILD_BENCHMARKS=ON "$@" > "$build/configure.log" 2>&1 \
     || { cat "$build/configure.log" >&2; return 1; }
 }

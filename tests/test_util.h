@@ -202,6 +202,14 @@ inline double relative_error(const std::vector<double> &got, const std::vector<d
     EXPECT_STRNE(hope_last_error(), "") << #expr;                         \
   } while (0)
 
+// What a CUDA-backend call returns on a machine without a usable GPU: HOPE_ERROR_NO_DEVICE, or
+// HOPE_ERROR_NOT_SUPPORTED from a library built without CUDA (HOPE_TEST_WITH_CUDA=0, set by tests/CMakeLists.txt
+// from the same configuration; BuildInfo.MatchesTheTestBuild checks the library agrees).
+#ifndef HOPE_TEST_WITH_CUDA
+#define HOPE_TEST_WITH_CUDA 1
+#endif
+constexpr hope_status_t kNoGpuStatus = HOPE_TEST_WITH_CUDA ? HOPE_ERROR_NO_DEVICE : HOPE_ERROR_NOT_SUPPORTED;
+
 // GPU tests derive from this: they skip (and ctest reports "Skipped") when no CUDA device is usable.
 class GpuTest : public ::testing::Test {
  protected:
