@@ -705,7 +705,7 @@ int main(int argc, char **argv) {
            kDtypeNames[o.dtype], gpu.device_name, gpu.path);
   else
     printf("  attention  : causal, heads %d q / %d kv, %s, backend cpu%s\n", hq, hk, kDtypeNames[o.dtype],
-           devices == 0 ? " (no GPU found)" : "");
+           !HOPE_EXAMPLE_WITH_CUDA ? " (built without CUDA)" : devices == 0 ? " (no GPU found)" : "");
   printf("  time       : %.3f ms%s\n", ms, on_gpu ? " (mean of 10, CUDA events)" : "");
 
   /* 6. Check sample rows against float64, computed here from the positions. */

@@ -10,6 +10,9 @@
 
 #include "test_util.h"
 
+#ifndef HOPE_TEST_WITH_CUDA
+#define HOPE_TEST_WITH_CUDA 1
+#endif
 #ifndef HOPE_TEST_WITH_NVTX
 #define HOPE_TEST_WITH_NVTX 1
 #endif
@@ -59,6 +62,7 @@ TEST(BuildInfo, MatchesTheTestBuild) {
   version << HOPE_VERSION_MAJOR << "." << HOPE_VERSION_MINOR << "." << HOPE_VERSION_PATCH;
   EXPECT_EQ(kv.at("version"), version.str());
   EXPECT_EQ(kv.at("cuda"), HOPE_TEST_WITH_CUDA ? "on" : "off");
+  EXPECT_EQ(hope_test::library_has_cuda(), bool(HOPE_TEST_WITH_CUDA));
   EXPECT_EQ(kv.at("nvtx"), HOPE_TEST_WITH_NVTX ? "on" : "off");
   if (HOPE_TEST_WITH_CUDA) {
     EXPECT_FALSE(kv.at("cuda_version").empty());

@@ -16,6 +16,9 @@
 
 #include "test_util.h"
 
+#ifndef HOPE_TEST_WITH_CUDA  // tests/CMakeLists.txt: 0 in a build without CUDA (no CUDA header, no GPU part)
+#define HOPE_TEST_WITH_CUDA 1
+#endif
 #if HOPE_TEST_WITH_CUDA
 #include <cuda_runtime_api.h>
 #endif

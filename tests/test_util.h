@@ -202,13 +202,17 @@ inline double relative_error(const std::vector<double> &got, const std::vector<d
     EXPECT_STRNE(hope_last_error(), "") << #expr;                         \
   } while (0)
 
+// Whether the library under test has its CUDA backend (hope_build_info's "cuda" key). Read at run time, so this
+// header is the same in every build (BuildInfo.MatchesTheTestBuild checks it against the configuration).
+inline bool library_has_cuda() {
+  const char *info = nullptr;
+  return hope_build_info(&info) == HOPE_SUCCESS && std::strstr(info, "\ncuda=on\n") != nullptr;
+}
 // What a CUDA-backend call returns on a machine without a usable GPU: HOPE_ERROR_NO_DEVICE, or
-// HOPE_ERROR_NOT_SUPPORTED from a library built without CUDA (HOPE_TEST_WITH_CUDA=0, set by tests/CMakeLists.txt
-// from the same configuration; BuildInfo.MatchesTheTestBuild checks the library agrees).
-#ifndef HOPE_TEST_WITH_CUDA
-#define HOPE_TEST_WITH_CUDA 1
-#endif
-constexpr hope_status_t kNoGpuStatus = HOPE_TEST_WITH_CUDA ? HOPE_ERROR_NO_DEVICE : HOPE_ERROR_NOT_SUPPORTED;
+// HOPE_ERROR_NOT_SUPPORTED from a library built without CUDA.
+inline hope_status_t no_gpu_status() {
+  return library_has_cuda() ? HOPE_ERROR_NO_DEVICE : HOPE_ERROR_NOT_SUPPORTED;
+}
 
 // GPU tests derive from this: they skip (and ctest reports "Skipped") when no CUDA device is usable.
 class GpuTest : public ::testing::Test {

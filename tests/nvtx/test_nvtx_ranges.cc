@@ -218,7 +218,7 @@ hope_status_t expected_status(Expect e) {
     case Expect::kNotSupported:
       return HOPE_ERROR_NOT_SUPPORTED;
     case Expect::kNoGpu:
-      return hope_test::kNoGpuStatus;
+      return hope_test::no_gpu_status();
     case Expect::kFails:
       break;
   }
