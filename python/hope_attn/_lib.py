@@ -259,7 +259,8 @@ def _load():
                     fn.argtypes = argtypes
             _lib, _lib_path = handle, cand
             return handle
-        raise OSError("hope_attn: cannot load libhope_attn.so (set HOPE_ATTN_LIBRARY to its path). Tried:\n  "
+        raise OSError("hope_attn: cannot load libhope_attn.so (pip install the repository, which builds it into "
+                      "the package, or set HOPE_ATTN_LIBRARY to its path). Tried:\n  "
                       + "\n  ".join(errors))
 
 
