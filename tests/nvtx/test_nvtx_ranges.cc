@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "nvtx/nvtx_recorder.h"
+#include "rope_test_util.h"
 #include "test_util.h"
 
 namespace {
@@ -69,16 +70,7 @@ std::vector<hope_segment_t> segments() {
   return {hope_test::text_segment(3), hope_test::video_segment(2, 2, 2), hope_test::text_segment(2)};
 }
 
-hope_rope_config_t rope_config() {
-  hope_rope_config_t c{};
-  c.kind = HOPE_ROPE_HOPE;
-  c.head_dim = kD;
-  c.sections[0] = 2;
-  c.sections[1] = 3;
-  c.sections[2] = 3;
-  c.theta = 1e4;
-  return c;
-}
+hope_rope_config_t rope_config() { return hope_test::config_of(HOPE_ROPE_HOPE, kD); }
 
 // Buffers shared by the tensor calls (float32, all finite).
 struct Buffers {
