@@ -11,7 +11,7 @@
 #   HOPE_WITH_NVTX = AUTO (default) | ON | OFF
 #     The NVTX v3 ranges of every entry point (header-only nvtx3: the toolkit's, or any nvtx3/ directory found
 #     on the include path or given as HOPE_NVTX3_INCLUDE_DIR). OFF, or AUTO without the headers: the ranges
-#     compile out (HOPEI_NVTX_SCOPE expands to nothing).
+#     compile out (HOPEI_NVTX_SCOPE is a no-op and csrc/nvtx.c is not built).
 #
 # What it leaves for the rest of the build:
 #   HOPE_CUDA_MODE          CUDA or NONE (the mode in effect; an emulated mode would be a third value here)
