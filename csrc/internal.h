@@ -63,9 +63,13 @@ float hopei_positions_next(const hope_segment_t *segments, int32_t num_segments,
 /* The CPU backend of hope_attention_forward (cpu/attention.c); takes validated, resolved params. */
 hope_status_t hopei_attention_cpu(const hope_attention_params_t *p);
 
-/* ---- CUDA (cuda_util.c; the runtime API header is C) ----------------------------------------------- */
+/* ---- CUDA (cuda/cuda_util.c; no_cuda.c in a build without CUDA, where every CUDA-backend call fails in
+ * hopei_require_device with NOT_SUPPORTED and the device count is 0) --------------------------------- */
 
-/* SUCCESS when a CUDA device is usable, else NO_DEVICE with a message naming `fn`. Cached after the first call. */
+/* Number of usable CUDA devices, probed once; 0 without a GPU, a driver, or CUDA in the build. */
+int hopei_cuda_device_count(void);
+/* SUCCESS when a CUDA device is usable, else NO_DEVICE (NOT_SUPPORTED without CUDA) with a message naming `fn`.
+ * Cached after the first call. */
 hope_status_t hopei_require_device(const char *fn);
 /* Maps a cudaError_t (passed as int so this header needs no CUDA header) to a status and message. */
 hope_status_t hopei_cuda_fail(int cuda_error, const char *fn, const char *what);
@@ -74,7 +78,16 @@ hope_memory_t hopei_pointer_memory(const void *ptr);
 /* Number of SMs of the current device (cached per device), 0 on failure. */
 int hopei_device_sm_count(void);
 
-/* ---- NVTX (nvtx.c): one range per public entry point in domain "hope_attn" ------------------------ */
+/* ---- CPU ISA paths (cpu/isa_report.c): what hope_build_info reports for the CPU backend ------------ */
+
+/* Comma-separated names of the CPU kernel paths compiled into the library ("generic": portable C). */
+const char *hopei_cpu_isa_paths(void);
+/* The path the CPU backend runs on this machine (with run-time dispatch: the best one the CPU supports). */
+const char *hopei_cpu_isa_selected(void);
+
+/* ---- NVTX (nvtx.c): one range per public entry point in domain "hope_attn" ------------------------
+ * Compiled in when the build found the nvtx3 headers (HOPE_HAVE_NVTX, cmake/cuda_backend.cmake); otherwise
+ * HOPEI_NVTX_SCOPE is a no-op and nvtx.c is not built. tests/nvtx/ checks every entry point. */
 
 typedef enum {
   HOPEI_RANGE_POSITIONS_COUNT,
@@ -97,6 +110,7 @@ typedef enum {
   HOPEI_RANGE_DECODE_FORWARD,
   HOPEI_RANGE_MERGE_STATES,
   HOPEI_RANGE_CUDA_DEVICE_COUNT,
+  HOPEI_RANGE_BUILD_INFO,
   HOPEI_RANGE_COUNT_
 } hopei_range_t;
 
@@ -104,8 +118,12 @@ void hopei_nvtx_push(hopei_range_t range);
 void hopei_nvtx_pop(int *unused);
 
 /* Opens a range that closes when the enclosing scope ends (gcc/clang cleanup attribute). */
+#if defined(HOPE_HAVE_NVTX) && HOPE_HAVE_NVTX
 #define HOPEI_NVTX_SCOPE(range) \
   int hopei_nvtx_scope_ __attribute__((cleanup(hopei_nvtx_pop), unused)) = (hopei_nvtx_push(range), 0)
+#else
+#define HOPEI_NVTX_SCOPE(range) ((void)(range))
+#endif
 
 /* ---- dtype helpers (dtype.c) --------------------------------------------------------------------- */
 

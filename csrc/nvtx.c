@@ -1,6 +1,7 @@
 /* nvtx.c — the NVTX domain "hope_attn" and one registered range name per public entry point.
  * nvtx3 is header-only: without a tool attached (nsys, ncu) each push/pop is a cheap no-op.
- * HOPE_NVTX_DISABLE=1 in the environment turns the ranges off entirely. */
+ * HOPE_NVTX_DISABLE=1 in the environment turns the ranges off entirely. Built only when the nvtx3 headers were
+ * found (cmake/cuda_backend.cmake); tests/nvtx/ records the ranges through an NVTX injection library. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -29,6 +30,7 @@ static const char *const kRangeNames[HOPEI_RANGE_COUNT_] = {
     [HOPEI_RANGE_DECODE_FORWARD] = "hope_decode_forward",
     [HOPEI_RANGE_MERGE_STATES] = "hope_merge_states",
     [HOPEI_RANGE_CUDA_DEVICE_COUNT] = "hope_cuda_device_count",
+    [HOPEI_RANGE_BUILD_INFO] = "hope_build_info",
 };
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

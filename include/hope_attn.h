@@ -69,6 +69,24 @@ HOPE_API int hope_version(void);
  * Never fails except for a NULL argument. */
 HOPE_API hope_status_t hope_cuda_device_count(int32_t *count);
 
+/* How this library was built and what it finds on this machine, for bug reports and bindings: *info gets a
+ * static string of "key=value" lines, each ending in '\n', valid for the life of the library (computed at the
+ * first call). Parse it by key: keys keep their meaning, new ones may appear anywhere. Keys today:
+ *   version             "major.minor.patch" of the library
+ *   cuda                "on": the CUDA backend is built in; "off": built without CUDA, every CUDA-backend
+ *                       call returns HOPE_ERROR_NOT_SUPPORTED (the CPU backend is complete either way)
+ *   cuda_version        the CUDA toolkit version built against ("" when cuda=off)
+ *   cuda_architectures  the CUDA architectures compiled, as CMake's CUDA_ARCHITECTURES ("" when cuda=off)
+ *   cuda_devices        usable CUDA devices, as hope_cuda_device_count reports them
+ *   nvtx                "on" when every entry point opens an NVTX range (domain "hope_attn"), else "off"
+ *   cpu_isa_paths       the CPU kernel paths compiled in, comma-separated ("generic": portable C)
+ *   cpu_isa_selected    the path the CPU backend runs on this machine
+ *   cpu_features        ISA extensions this CPU offers, comma-separated (x86: avx2, fma, avx512f, ...;
+ *                       arm64: asimd, sve, ...)
+ *   compiler, build_type, system   the C compiler, CMake build type and target system of the build
+ * Never fails except for a NULL argument. */
+HOPE_API hope_status_t hope_build_info(const char **info);
+
 /* ------------------------------------------------------------------------------------------------------ */
 /* Positions (SPEC §1)                                                                                    */
 /* ------------------------------------------------------------------------------------------------------ */

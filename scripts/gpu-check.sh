@@ -169,7 +169,7 @@ else
 fi
 echo "==== configure and build (tests $build_tests)" >> "$buildlog"
 configure() {
-  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$1" \
+  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHOPE_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$1" \
     -DHOPE_BUILD_TESTS="$build_tests" -DHOPE_BUILD_BENCHMARKS=ON >> "$buildlog" 2>&1
 }
 t0=$SECONDS

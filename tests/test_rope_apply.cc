@@ -238,9 +238,9 @@ TEST_F(RopeApplyNoDevice, CudaBackendIsNoDevice) {
   std::vector<float> x(2 * 8, 1.0f), out(2 * 8), cos(2 * 4, 1.0f), sin(2 * 4, 0.0f);
   hope_rope_apply_params_t p = cpu_params(HOPE_DTYPE_FLOAT32, 2, 1, 8, x.data(), out.data(), cos.data(), sin.data());
   p.backend = HOPE_BACKEND_CUDA;
-  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), hope_test::no_gpu_status());
   p.num_tokens = 0;
-  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), hope_test::no_gpu_status());
 }
 
 }  // namespace

@@ -238,13 +238,13 @@ class RopeCacheNoDevice : public ::testing::Test {
 TEST_F(RopeCacheNoDevice, DeviceCacheIsNoDevice) {
   const hope_rope_config_t c = config_of(HOPE_ROPE_HOPE);
   hope_rope_cache_t cache = reinterpret_cast<hope_rope_cache_t>(0x1);
-  EXPECT_HOPE_FAIL(hope_rope_cache_create(&c, 16, HOPE_MEMORY_DEVICE, &cache), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_rope_cache_create(&c, 16, HOPE_MEMORY_DEVICE, &cache), hope_test::no_gpu_status());
   EXPECT_EQ(cache, nullptr);
   // A host cache fed "device" positions needs a GPU too.
   ASSERT_HOPE_OK(hope_rope_cache_create(&c, 16, HOPE_MEMORY_HOST, &cache));
   const std::vector<float> p(3 * 16, 1.0f);
   EXPECT_HOPE_FAIL(hope_rope_cache_fill(cache, 0, p.data(), 16, 0, HOPE_MEMORY_DEVICE, nullptr),
-                   HOPE_ERROR_NO_DEVICE);
+                   hope_test::no_gpu_status());
   EXPECT_HOPE_OK(hope_rope_cache_destroy(cache));
 }
 

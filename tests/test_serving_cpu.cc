@@ -591,14 +591,14 @@ TEST(ServingCpu, CudaBackendWithoutGpuIsNoDevice) {
   if (n > 0) GTEST_SKIP() << "a GPU is present: covered by the GPU tests";
   Valid w;
   w.append.backend = HOPE_BACKEND_CUDA;
-  EXPECT_HOPE_FAIL(hope_kv_append(&w.append, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_kv_append(&w.append, nullptr), hope_test::no_gpu_status());
   w.decode.backend = HOPE_BACKEND_CUDA;
   size_t ws = 0;
-  EXPECT_HOPE_FAIL(hope_decode_workspace_size(&w.decode, &ws), HOPE_ERROR_NO_DEVICE);
-  EXPECT_HOPE_FAIL(hope_decode_forward(&w.decode, nullptr, 0, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_decode_workspace_size(&w.decode, &ws), hope_test::no_gpu_status());
+  EXPECT_HOPE_FAIL(hope_decode_forward(&w.decode, nullptr, 0, nullptr), hope_test::no_gpu_status());
   hope_merge_params_t m{};
   m.backend = HOPE_BACKEND_CUDA;
-  EXPECT_HOPE_FAIL(hope_merge_states(&m, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_merge_states(&m, nullptr), hope_test::no_gpu_status());
 }
 
 }  // namespace

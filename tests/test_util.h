@@ -206,6 +206,18 @@ inline double relative_error(const std::vector<double> &got, const std::vector<d
     EXPECT_STRNE(hope_last_error(), "") << #expr;                         \
   } while (0)
 
+// Whether the library under test has its CUDA backend (hope_build_info's "cuda" key). Read at run time, so this
+// header is the same in every build (BuildInfo.MatchesTheTestBuild checks it against the configuration).
+inline bool library_has_cuda() {
+  const char *info = nullptr;
+  return hope_build_info(&info) == HOPE_SUCCESS && std::strstr(info, "\ncuda=on\n") != nullptr;
+}
+// What a CUDA-backend call returns on a machine without a usable GPU: HOPE_ERROR_NO_DEVICE, or
+// HOPE_ERROR_NOT_SUPPORTED from a library built without CUDA.
+inline hope_status_t no_gpu_status() {
+  return library_has_cuda() ? HOPE_ERROR_NO_DEVICE : HOPE_ERROR_NOT_SUPPORTED;
+}
+
 // GPU tests derive from these: they skip (and ctest reports "Skipped") when no CUDA device is usable. On the
 // emulated GPU (HOPE_EMULATED_DEVICE) a test also fails when the emulator found an error in kernel code while
 // it ran (a hazard, a divergent collective, a deadlock: the "hope_emu: error" lines above say where), even

@@ -184,6 +184,7 @@ _PROTOTYPES = {
     "hope_last_error": (ctypes.c_char_p, []),
     "hope_version": (ctypes.c_int, []),
     "hope_cuda_device_count": (_st, [_P(_i32)]),
+    "hope_build_info": (_st, [_P(ctypes.c_char_p)]),
     "hope_positions_count": (_st, [_P(hope_segment_t), _i32, _P(_i64)]),
     "hope_positions_build": (_st, [_P(hope_segment_t), _i32, ctypes.c_int, _f32, _f32, _fp, _i64, _fp]),
     "hope_positions_generated": (_st, [_f32, _i64, _i64, _fp]),
@@ -258,7 +259,8 @@ def _load():
                     fn.argtypes = argtypes
             _lib, _lib_path = handle, cand
             return handle
-        raise OSError("hope_attn: cannot load libhope_attn.so (set HOPE_ATTN_LIBRARY to its path). Tried:\n  "
+        raise OSError("hope_attn: cannot load libhope_attn.so (pip install the repository, which builds it into "
+                      "the package, or set HOPE_ATTN_LIBRARY to its path). Tried:\n  "
                       + "\n  ".join(errors))
 
 
