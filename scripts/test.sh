@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — set up, build everything into build/, then run every test:
 #   ctest (GoogleTest suite, header and export checks, install consumer; GPU tests report "Skipped" without a
-#   GPU), pytest (the Python binding, against the library just built), and scripts/sanitize.sh and
-#   scripts/fuzz.sh when they exist. Exits non-zero if any step fails; prints a summary at the end.
+#   GPU), pytest (the Python binding, against the library just built), and scripts/sanitize.sh, scripts/pyfuzz.sh
+#   and scripts/fuzz.sh when they exist. Exits non-zero if any step fails; prints a summary at the end.
 # HOPE_BUILD_DIR overrides the build directory (default: build/ in the repository).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +40,7 @@ if step "build" build_all; then
   step "ctest" run_ctest
   step "pytest" run_pytest
   if [ -x scripts/sanitize.sh ]; then step "sanitize" scripts/sanitize.sh; fi
+  if [ -x scripts/pyfuzz.sh ]; then step "pyfuzz" scripts/pyfuzz.sh; fi
   if [ -x scripts/fuzz.sh ]; then step "fuzz" scripts/fuzz.sh; fi
 fi
 
