@@ -299,6 +299,24 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- merge states ---------------------------------------------------------------------------------------
 
+// CPU merge params for float32 [tokens][heads][d] states.
+hope_merge_params_t cpu_merge(int64_t tokens, int32_t heads, int32_t d, const void *o_a, const void *o_b,
+                              const float *lse_a, const float *lse_b, void *out, float *lse_out) {
+  hope_merge_params_t p{};
+  p.backend = HOPE_BACKEND_CPU;
+  p.dtype = HOPE_DTYPE_FLOAT32;
+  p.num_tokens = tokens;
+  p.num_heads = heads;
+  p.head_dim = d;
+  p.o_a = o_a;
+  p.o_b = o_b;
+  p.lse_a = lse_a;
+  p.lse_b = lse_b;
+  p.out = out;
+  p.lse_out = lse_out;
+  return p;
+}
+
 class MergeStatesCpu : public ::testing::TestWithParam<int> {};
 
 TEST_P(MergeStatesCpu, MatchesFloat64WithInfiniteSides) {
@@ -381,17 +399,7 @@ INSTANTIATE_TEST_SUITE_P(Merge, MergeStatesCpu,
 TEST(MergeStatesCpuApi, LseOutIsOptionalAndEmptyIsANoOp) {
   float oa[4] = {1, 2, 3, 4}, ob[4] = {5, 6, 7, 8}, out[4];
   float la[1] = {0.f}, lb[1] = {0.f};
-  hope_merge_params_t p{};
-  p.backend = HOPE_BACKEND_CPU;
-  p.dtype = HOPE_DTYPE_FLOAT32;
-  p.num_tokens = 1;
-  p.num_heads = 1;
-  p.head_dim = 4;
-  p.o_a = oa;
-  p.o_b = ob;
-  p.lse_a = la;
-  p.lse_b = lb;
-  p.out = out;
+  hope_merge_params_t p = cpu_merge(1, 1, 4, oa, ob, la, lb, out, nullptr);
   ASSERT_HOPE_OK(hope_merge_states(&p, nullptr));
   for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f * (oa[i] + ob[i]));
   p.num_tokens = 0;
@@ -408,14 +416,9 @@ TEST(MergeStatesCpuApi, NanLseGivesNanWhicheverSideHoldsIt) {
     for (float other : {1.0f, -INFINITY, std::nanf("")}) {
       float o1[4] = {1, 2, 3, 4}, o2[4] = {5, 6, 7, 8}, ab[4], ba[4], l_ab = 0.f, l_ba = 0.f;
       float la = bad, lb = other;
-      hope_merge_params_t p{};
-      p.backend = HOPE_BACKEND_CPU;
-      p.dtype = HOPE_DTYPE_FLOAT32;
-      p.num_tokens = p.num_heads = 1;
-      p.head_dim = 4;
-      p.o_a = o1, p.o_b = o2, p.lse_a = &la, p.lse_b = &lb, p.out = ab, p.lse_out = &l_ab;
+      hope_merge_params_t p = cpu_merge(1, 1, 4, o1, o2, &la, &lb, ab, &l_ab);
       ASSERT_HOPE_OK(hope_merge_states(&p, nullptr));
-      p.o_a = o2, p.o_b = o1, p.lse_a = &lb, p.lse_b = &la, p.out = ba, p.lse_out = &l_ba;
+      p = cpu_merge(1, 1, 4, o2, o1, &lb, &la, ba, &l_ba);
       ASSERT_HOPE_OK(hope_merge_states(&p, nullptr));
       SCOPED_TRACE(std::to_string(bad) + " with " + std::to_string(other));
       const bool invalid = std::isnan(bad) || std::isnan(other) || bad == INFINITY;
@@ -590,15 +593,7 @@ TEST(ServingCpu, DecodeRejectsBadInput) {
 
 TEST(ServingCpu, MergeRejectsBadInput) {
   float o[8] = {0}, l[2] = {0};
-  hope_merge_params_t good{};
-  good.backend = HOPE_BACKEND_CPU;
-  good.dtype = HOPE_DTYPE_FLOAT32;
-  good.num_tokens = 2;
-  good.num_heads = 1;
-  good.head_dim = 4;
-  good.o_a = good.o_b = o;
-  good.lse_a = good.lse_b = l;
-  good.out = o;
+  const hope_merge_params_t good = cpu_merge(2, 1, 4, o, o, l, l, o, nullptr);
   EXPECT_HOPE_OK(hope_merge_states(&good, nullptr));
   EXPECT_HOPE_FAIL(hope_merge_states(nullptr, nullptr), HOPE_ERROR_INVALID_VALUE);
   auto bad = [&](void (*mutate)(hope_merge_params_t &), const char *what) {
@@ -623,18 +618,7 @@ TEST(ServingCpu, MergeRejectsBadInput) {
 // message naming both.
 TEST(ServingCpu, MergeRefusesPartialOverlap) {
   float o[3 * 8] = {0}, l[6] = {0};
-  hope_merge_params_t good{};
-  good.backend = HOPE_BACKEND_CPU;
-  good.dtype = HOPE_DTYPE_FLOAT32;
-  good.num_tokens = 2;
-  good.num_heads = 1;
-  good.head_dim = 4;
-  good.o_a = o;
-  good.o_b = o + 8;
-  good.lse_a = l;
-  good.lse_b = l + 2;
-  good.out = o + 16;
-  good.lse_out = l + 4;
+  const hope_merge_params_t good = cpu_merge(2, 1, 4, o, o + 8, l, l + 2, o + 16, l + 4);
   EXPECT_HOPE_OK(hope_merge_states(&good, nullptr));
   hope_merge_params_t p = good;
   p.out = o, p.lse_out = l;  // in place on the a side

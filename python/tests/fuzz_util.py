@@ -34,6 +34,13 @@ def make(rng, shape, dt, scale=1.0):
     return a, values(a, dt)
 
 
+def poisoned(shape, np_dtype):
+    """An output buffer filled with NaN (NaN bits 0x7FC0 for 16-bit storage and bfloat16)."""
+    if np.dtype(np_dtype).kind == "f":
+        return np.full(shape, np.nan, np_dtype)
+    return np.full(shape, 0x7FC0, np.uint16).view(np_dtype)
+
+
 def values(a, dt):
     a = np.asarray(a)
     return bf16_to_f64(a) if dt == "bf16" else a.astype(np.float64)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import hope_attn as ha  # noqa: E402
 from fuzz_util import (CLEAN, FLOAT_DTYPES, HINT_OF, LAYOUTS, ROUND, TOL, FakeCuda, assert_close, kind_of,  # noqa: E402
-                       make, merge_ref, place, values)
+                       make, merge_ref, place, poisoned, values)
 from reference import (attention_ref, cos_sin_ref, f32, positions_ref, rel_err, rotate_ref,  # noqa: E402
                        splitmix64_draws)
 
@@ -127,14 +127,13 @@ def draw_table(plan, rng, name, rows, half, values_=None):
 
 def draw_output(plan, name, shape, np_dtype, rows_ok=False):
     """None (allocated by the call), a poisoned writable array, or (hostile) something that must not be written."""
-    poisoned = np.full(shape, np.nan, np.float32).astype(np_dtype) if np.dtype(np_dtype).kind == "f" \
-        else np.full(shape, 0x7FC0, np_dtype)
+    poison = poisoned(shape, np_dtype)
     if plan.turn():
         form = plan.draw(st.sampled_from(["layout", "layout", "wrong_dtype", "wrong_shape", "broadcast", "bytes",
                                           "list"]))
         if form == "layout":
             how = plan.draw(st.sampled_from(LAYOUTS))
-            placed = place(poisoned, how)
+            placed = place(poison, how)
             plan.bad(f"{name}: layout {how}", must=not writable_as_is(placed, placed.dtype, rows_ok))
             return placed
         plan.bad(f"{name}: {form}", must=form != "broadcast" or int(np.prod(shape)) > 1)  # 1 element is real
@@ -149,7 +148,7 @@ def draw_output(plan, name, shape, np_dtype, rows_ok=False):
             return bytes(int(np.prod(shape)) * np.dtype(np_dtype).itemsize)
         return np.zeros(shape, np_dtype).tolist()
     form = plan.draw(st.sampled_from(["none", "none", "plain", "rows_apart" if rows_ok else "plain"]))
-    return None if form == "none" else place(poisoned, form)
+    return None if form == "none" else place(poison, form)
 
 
 def draw_hint(plan, dt):
@@ -315,7 +314,7 @@ def test_fuzz_attention(data):
     lse = draw_output(plan, "lse", (hq, covered), np.float32) if return_lse else None
     k_rot = None
     if rope and plan.maybe(0.2):
-        k_rot = np.full((total_k, hk, d), np.nan, np.float32).astype(np_dtype_of(k))
+        k_rot = poisoned((total_k, hk, d), np_dtype_of(k))
     # (a finite scale whose scores overflow float32 gives NaN, as documented: not drawn)
     scale = plan.pick("softmax_scale", [None, None, 0.3, 2.0, 0.0, -1.0, 1e-45],
                       [float("nan"), float("inf"), -float("inf"), 1e39, "1.0", 1 + 2j], must=True)
@@ -405,6 +404,14 @@ def test_fuzz_merge_states(data):
 # ---- kv_append and decode ------------------------------------------------------------------------------------------
 
 
+def draw_cache_shape(plan, max_pages):
+    """(rng, num_pages, page_size, num_kv_heads, head_dim, dtype) of a small paged cache."""
+    rng = np.random.default_rng(plan.draw(st.integers(0, 2**32 - 1)))
+    num_pages, ps = plan.draw(st.integers(1, max_pages)), plan.draw(st.integers(1, 4))
+    hk, d = plan.draw(st.integers(1, 2)), plan.draw(st.sampled_from([2, 4, 8]))
+    return rng, num_pages, ps, hk, d, plan.draw(st.sampled_from(FLOAT_DTYPES))
+
+
 def draw_pages(plan, rng, dt, num_pages, ps, hk, d, written):
     """A paged cache in some layout; the binding copies what it cannot read, but writes only what it can."""
     pages, pv = make(rng, (num_pages, ps, hk, d), dt)
@@ -417,10 +424,7 @@ def draw_pages(plan, rng, dt, num_pages, ps, hk, d, written):
 @given(st.data())
 def test_fuzz_kv_append(data):
     plan = Plan(data)
-    rng = np.random.default_rng(plan.draw(st.integers(0, 2**32 - 1)))
-    num_pages, ps = plan.draw(st.integers(1, 3)), plan.draw(st.integers(1, 4))
-    hk, d = plan.draw(st.integers(1, 2)), plan.draw(st.sampled_from([2, 4, 8]))
-    dt = plan.draw(st.sampled_from(FLOAT_DTYPES))
+    rng, num_pages, ps, hk, d, dt = draw_cache_shape(plan, 3)
     num_slots = num_pages * ps
     tokens = plan.draw(st.integers(0, min(num_slots, 5)))
     k_pages, kpv = draw_pages(plan, rng, dt, num_pages, ps, hk, d, written=True)
@@ -465,11 +469,8 @@ def test_fuzz_kv_append(data):
 @given(st.data())
 def test_fuzz_decode(data):
     plan = Plan(data)
-    rng = np.random.default_rng(plan.draw(st.integers(0, 2**32 - 1)))
-    num_pages, ps = plan.draw(st.integers(1, 4)), plan.draw(st.integers(1, 4))
-    hk, d = plan.draw(st.integers(1, 2)), plan.draw(st.sampled_from([2, 4, 8]))
+    rng, num_pages, ps, hk, d, dt = draw_cache_shape(plan, 4)
     hq = hk * plan.draw(st.integers(1, 2))
-    dt = plan.draw(st.sampled_from(FLOAT_DTYPES))
     batch = plan.draw(st.integers(0, 3))
     max_pages = plan.draw(st.integers(1, num_pages))
     nq = [plan.draw(st.integers(1, 3)) for _ in range(batch)]
@@ -704,3 +705,34 @@ def test_fuzz_fake_device_arrays_are_refused_cleanly(data):
     else:
         with ha.RopeCache(ha.RopeConfig("hope", 8, (2, 1, 1)), 4) as c:
             plan.run(lambda: c.fill(FakeCuda(np.zeros((3, 2), np.float32))))
+
+
+# ---- the scalar-only functions ------------------------------------------------------------------------------------
+
+
+@given(st.data())
+def test_fuzz_scalar_functions(data):
+    plan = Plan(data)
+    # generated positions: next_position + first + j on all three rows
+    nxt = plan.pick("next_position", [0.0, 17.5, 1e6], [float("nan"), float("inf"), 1e39, "1"])
+    first = maybe_int_extreme(plan, "first", plan.draw(st.integers(0, 2**40)), ctype="int64")
+    n = maybe_int_extreme(plan, "n", plan.draw(st.integers(0, 5)), pool=[-1, 2**63, 2**64, 3.0, None, "2"],
+                          ctype="int64")
+    got = plan.run(lambda: ha.positions_generated(nxt, first, n))
+    if got is not None:
+        want = [f32(float(nxt) + first + j) for j in range(n)]
+        assert got.shape == (3, n) and all(list(r) == want for r in got.tolist())
+    # a vision encoder's raw grid divided by the spatial merge size
+    kind = plan.pick("kind", ["image", "video", "VIDEO", 2], ["text", "audio", 7, None])
+    t = 1 if kind == "image" else plan.draw(st.integers(1, 4))
+    m = plan.draw(st.integers(1, 3))
+    h, w = m * plan.draw(st.integers(1, 4)), m * plan.draw(st.integers(1, 4))
+    h = maybe_int_extreme(plan, "grid_h", h, pool=[0, -m, 2**31, m + 1 if m > 1 else 0, 2.0])
+    merge = maybe_int_extreme(plan, "spatial_merge_size", m, pool=[0, -1, 2**32 + m, 2**31 - 1])
+    seg = plan.run(lambda: ha.segment_from_vision_grid(kind, t, h, w, merge, 0.5))
+    if seg is not None:
+        assert (seg.grid_t, seg.grid_h, seg.grid_w) == (t, h // merge, w // merge)
+        assert ha.num_tokens([seg]) == t * (h // merge) * (w // merge)
+    status = plan.pick("status", [0, 1, 6, 1234, -5], [2**31, -2**40, 1.0, "1"], must=True)
+    name = plan.run(lambda: ha.status_string(status))
+    assert name is None or name.startswith("HOPE_")
