@@ -158,6 +158,8 @@ class Arg:
     cumulative: str | None = None  # offsets (cu_seqlens): start at 0, never decrease, end <= this symbol
     end: str | None = None  # offsets: the symbol bound to the last entry (the cumulative one when unreadable)
     default: object = None  # value when None is given: a function of the symbols bound so far
+    readback: bool = False  # integer device array: read it back for host-side checks (a synchronisation); the
+                            # offsets (cumulative) always are, as the binding always did
 
 
 def arg(name: str, *shapes, **kw) -> Arg:
@@ -340,7 +342,7 @@ class Call:
         if spec.role != IN and a.readonly:
             raise ValueError(f"{name}: the array is read-only, but {self.sig.name} writes it")
         if spec.dtype in (I32, I64):
-            if host_values is None:
+            if host_values is None and (not a.device or spec.readback or spec.cumulative is not None):
                 host_values = host_int_array(a.obj, name, np.int64) if a.device else a.obj
             self.host[name] = None if host_values is None else np.asarray(host_values).reshape(a.shape)
             if spec.cumulative is not None and self.host[name] is not None:

@@ -608,7 +608,9 @@ def kv_append(k_pages, v_pages, k, v, slot_mapping, cos_k=None, sin_k=None, *, d
     (negative: skip). Writes the pages in place and returns (k_pages, v_pages)."""
     c = check(_KV_APPEND, dict(k_pages=k_pages, v_pages=v_pages, k=k, v=v, slot_mapping=slot_mapping, cos_k=cos_k,
                                sin_k=sin_k), dtype, backend)
-    if c.device and c.host.get("slot_mapping") is not None:  # the CPU backend checks slots itself
+    # the CPU backend checks slots itself; on the device, slots given on the host are checked here (device ones
+    # are not read back: the caller's promise, as in the C API)
+    if c.device and c.host.get("slot_mapping") is not None:
         slots = c.host["slot_mapping"]
         num_slots = c.sym["num_pages"] * c.sym["page_size"]
         if slots.size and int(slots.max()) >= num_slots:
@@ -626,7 +628,7 @@ _DECODE = Signature("decode", (
     arg("v_pages", _PAGES, like="k_pages"),
     arg("q", ("total_q", "hq", "d"), like="k_pages", layout=ROWS),
     arg("cu_seqlens_q", ("nseq",), dtype=I32, convert=True, upload=True, cumulative="total_q", end="covered_q"),
-    arg("seq_lens", ("nseq - 1",), dtype=I32, convert=True, upload=True),
+    arg("seq_lens", ("nseq - 1",), dtype=I32, convert=True, upload=True, readback=True),
     arg("page_table", (">=nseq - 1", "max_pages"), dtype=I32, convert=True, upload=True),
     arg("cos_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
     arg("sin_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
@@ -636,16 +638,17 @@ _DECODE = Signature("decode", (
 
 
 def _check_pages_on_device(c):
-    """What the CPU backend checks itself but a device call cannot (its arrays live on the GPU): every page a
-    sequence uses is a page of the cache, and seq_lens fit the page table."""
+    """What the CPU backend checks itself but a device call cannot (its arrays live on the GPU), as far as the
+    values are known on the host: seq_lens fit the page table, and every page a sequence uses is a page of the
+    cache (a page table given on the device is not read back: it stays the caller's promise, as in the C API)."""
     lens, table = c.host.get("seq_lens"), c.host.get("page_table")
-    if lens is None or table is None:
+    if lens is None:
         return  # device arrays of a framework that cannot be read back: the caller's promise
     ps, num_pages, max_pages = c.sym["page_size"], c.sym["num_pages"], c.sym["max_pages"]
     for b, n in enumerate(lens.tolist()):
         if n < 0 or n > max_pages * ps:
             raise ValueError(f"seq_lens[{b}]: {n} is outside [0, {max_pages * ps}] (max_pages_per_seq * page_size)")
-        used = table[b, : (n + ps - 1) // ps]
+        used = table[b, : (n + ps - 1) // ps] if table is not None else np.zeros(0)
         if used.size and (used.min() < 0 or used.max() >= num_pages):
             raise ValueError(f"page_table[{b}]: a page id outside [0, {num_pages})")
 
