@@ -39,6 +39,18 @@ hope_status_t hopei_fail(hope_status_t status, const char *fmt, ...)
 bool hopei_mul_i64(int64_t a, int64_t b, int64_t *out);
 bool hopei_add_i64(int64_t a, int64_t b, int64_t *out);
 
+/* Byte ranges of arguments (status.c). No buffer reaches past HOPEI_ADDRESS_LIMIT (2^57, the largest virtual
+ * address space of any 64-bit platform), so a span beyond it means a wrong size, never a real buffer. */
+#define HOPEI_ADDRESS_LIMIT ((uintptr_t)1 << 57)
+/* [*lo, *hi) = [p, p + bytes); false when that runs past HOPEI_ADDRESS_LIMIT. */
+bool hopei_span(const void *p, uint64_t bytes, uintptr_t *lo, uintptr_t *hi);
+/* INVALID_VALUE naming `name` when [p, p + bytes) runs past HOPEI_ADDRESS_LIMIT. */
+hope_status_t hopei_check_span(const char *fn, const char *name, const void *p, uint64_t bytes);
+/* SUCCESS when the two byte ranges are disjoint, or, with may_equal, the very same range (in place); else
+ * INVALID_VALUE naming both. NULL or empty ranges never overlap. */
+hope_status_t hopei_check_alias(const char *fn, const char *a_name, const void *a, uint64_t a_bytes,
+                                const char *b_name, const void *b, uint64_t b_bytes, bool may_equal);
+
 /* Interim, until every path implements SPEC §8's pairing and rotary dimension (issue 11): the 0.2 rotary
  * fields are accepted at their defaults only (pairing rotate-half, rotary_dim 0 or head_dim). */
 #define HOPEI_CHECK_ROTARY_DEFAULT(fn, pairing, rotary_dim, head_dim)                                        \
@@ -54,9 +66,12 @@ bool hopei_add_i64(int64_t a, int64_t b, int64_t *out);
 /* Validates a segment list (messages name `fn` and the segment index); *num_tokens (may be NULL) gets the count. */
 hope_status_t hopei_segments_check(const char *fn, const hope_segment_t *segments, int32_t num_segments,
                                    int64_t *num_tokens);
-/* next_position of a validated segment list; forced_scale > 0 overrides every vision segment's scale. */
-float hopei_positions_next(const hope_segment_t *segments, int32_t num_segments, hope_layout_t layout,
-                           double default_scale, double forced_scale, float start);
+/* What hope_positions_build checks before it writes: every position of a validated segment list, and its
+ * next_position (returned in *next_position), are finite float32. forced_scale > 0 overrides every vision
+ * segment's scale (the fit policy's candidates). INVALID_VALUE with a message naming `fn` otherwise. */
+hope_status_t hopei_positions_check_range(const char *fn, const hope_segment_t *segments, int32_t num_segments,
+                                          hope_layout_t layout, double default_scale, double forced_scale,
+                                          float start, float *next_position);
 
 /* ---- attention backends ----------------------------------------------------------------------------- */
 

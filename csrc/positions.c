@@ -6,8 +6,8 @@
  * for any realistic sequence, so each stored value is the float32 rounding of the exact math.
  *
  * Two helpers are shared with scales.c (declared in internal.h):
- *   hopei_segments_check   validation and token count of a segment list;
- *   hopei_positions_next   next_position of a segment list in a layout, optionally with one forced scale. */
+ *   hopei_segments_check          validation and token count of a segment list;
+ *   hopei_positions_check_range   the build's range check and next_position, optionally with one forced scale. */
 #include <math.h>
 
 #include "internal.h"
@@ -129,12 +129,27 @@ static void segment_extremes(const hope_segment_t *s, hope_layout_t layout, doub
 
 static inline float round_position(double start, double offset) { return (float)(start + offset); }
 
-float hopei_positions_next(const hope_segment_t *segments, int32_t num_segments, hope_layout_t layout,
-                           double default_scale, double forced_scale, float start) {
+hope_status_t hopei_positions_check_range(const char *fn, const hope_segment_t *segments, int32_t num_segments,
+                                          hope_layout_t layout, double default_scale, double forced_scale,
+                                          float start, float *next_position) {
+  const double dstart = (double)start;
   double base = 0.0;
-  for (int32_t i = 0; i < num_segments; ++i)
-    base = segment_end(&segments[i], layout, base, segment_scale(&segments[i], default_scale, forced_scale));
-  return round_position(start, base);
+  for (int32_t i = 0; i < num_segments; ++i) {
+    const hope_segment_t *s = &segments[i];
+    const double scale = segment_scale(s, default_scale, forced_scale);
+    if (s->kind != HOPE_SEGMENT_TEXT || s->length > 0) {
+      double lo, hi;
+      segment_extremes(s, layout, base, scale, &lo, &hi);
+      HOPEI_CHECK(isfinite(round_position(dstart, lo)) && isfinite(round_position(dstart, hi)),
+                  "%s: segments[%d] (%s) takes positions beyond the float32 range (start %g)", fn, (int)i,
+                  kind_name(s->kind), (double)start);
+    }
+    base = segment_end(s, layout, base, scale);
+  }
+  const float next = round_position(dstart, base);
+  HOPEI_CHECK(isfinite(next), "%s: next_position overflows float32 (start %g)", fn, (double)start);
+  *next_position = next;
+  return HOPE_SUCCESS;
 }
 
 /* ---- public entry points ------------------------------------------------------------------------------- */
@@ -165,21 +180,8 @@ hope_status_t hope_positions_build(const hope_segment_t *segments, int32_t num_s
 
   /* First pass: every value must be a finite float32 (e.g. start near FLT_MAX, or huge scales). */
   const double dstart = (double)start, dscale = (double)default_temporal_scale;
-  double base = 0.0;
-  for (int32_t i = 0; i < num_segments; ++i) {
-    const hope_segment_t *s = &segments[i];
-    const double scale = segment_scale(s, dscale, 0.0);
-    if (s->kind != HOPE_SEGMENT_TEXT || s->length > 0) {
-      double lo, hi;
-      segment_extremes(s, layout, base, scale, &lo, &hi);
-      HOPEI_CHECK(isfinite(round_position(dstart, lo)) && isfinite(round_position(dstart, hi)),
-                  "%s: segments[%d] (%s) takes positions beyond the float32 range (start %g)", fn, (int)i,
-                  kind_name(s->kind), (double)start);
-    }
-    base = segment_end(s, layout, base, scale);
-  }
-  const float next = round_position(dstart, base);
-  HOPEI_CHECK(isfinite(next), "%s: next_position overflows float32 (start %g)", fn, (double)start);
+  float next = 0.0f;
+  HOPEI_TRY(hopei_positions_check_range(fn, segments, num_segments, layout, dscale, 0.0, start, &next));
 
   if (count == 0) { /* positions may be NULL: no pointer arithmetic on it */
     if (next_position != NULL) *next_position = next;
@@ -189,7 +191,7 @@ hope_status_t hope_positions_build(const hope_segment_t *segments, int32_t num_s
   /* Second pass: write the rows. */
   float *row_t = positions, *row_h = positions + count, *row_w = positions + 2 * count;
   int64_t k = 0;
-  base = 0.0;
+  double base = 0.0;
   for (int32_t i = 0; i < num_segments; ++i) {
     const hope_segment_t *s = &segments[i];
     const double scale = segment_scale(s, dscale, 0.0);

@@ -6,13 +6,6 @@
 #include "rope/launch.h"
 #include "rope/rope_host.h"
 
-/* Byte range [*lo, *hi) spanned by `tokens` rows of `row_elems` elements, `stride` elements apart. */
-static void byte_span(const void *p, int64_t tokens, int64_t stride, int64_t row_elems, size_t elem,
-                      uintptr_t *lo, uintptr_t *hi) {
-  *lo = (uintptr_t)p;
-  *hi = *lo + (uintptr_t)(((tokens - 1) * stride + row_elems) * (int64_t)elem);
-}
-
 hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stream) {
   HOPEI_NVTX_SCOPE(HOPEI_RANGE_ROPE_APPLY);
   static const char kFn[] = "hope_rope_apply";
@@ -52,17 +45,18 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
               hopei_mul_i64(p.num_tokens, half, &cs) && cs <= INT64_MAX / 4;
     HOPEI_CHECK(ok, "%s: num_tokens %lld with row strides (%lld, %lld) overflows the index range", kFn,
                 (long long)p.num_tokens, (long long)p.x_row_stride, (long long)p.out_row_stride);
-    /* out may equal x (then with the same layout), otherwise the two must not overlap. */
+    /* Both spans must fit the address space (a larger one is a wrong num_tokens or stride, not an overlap);
+     * out may equal x (then with the same layout), otherwise the two must not overlap. */
+    HOPEI_TRY(hopei_check_span(kFn, "x (num_tokens rows, x_row_stride apart)", p.x, (uint64_t)x_end * elem));
+    HOPEI_TRY(hopei_check_span(kFn, "out (num_tokens rows, out_row_stride apart)", p.out,
+                               (uint64_t)out_end * elem));
     if (p.out == p.x) {
       HOPEI_CHECK(p.num_tokens == 1 || p.out_row_stride == p.x_row_stride,
                   "%s: in place (out == x) needs out_row_stride == x_row_stride (got %lld and %lld)", kFn,
                   (long long)p.out_row_stride, (long long)p.x_row_stride);
     } else {
-      uintptr_t xlo, xhi, olo, ohi;
-      byte_span(p.x, p.num_tokens, p.x_row_stride, row, elem, &xlo, &xhi);
-      byte_span(p.out, p.num_tokens, p.out_row_stride, row, elem, &olo, &ohi);
-      HOPEI_CHECK(xhi <= olo || ohi <= xlo,
-                  "%s: out and x overlap without being equal (out may equal x for in place, nothing else)", kFn);
+      HOPEI_TRY(hopei_check_alias(kFn, "out", p.out, (uint64_t)out_end * elem, "x", p.x, (uint64_t)x_end * elem,
+                                  true));
     }
   }
 

@@ -82,8 +82,8 @@ hope_status_t hope_rope_cache_fill(hope_rope_cache_t cache, int64_t offset, cons
   HOPEI_CHECK(offset >= 0, "%s: offset %lld must be >= 0", kFn, (long long)offset);
   HOPEI_CHECK(n >= 0, "%s: n %lld must be >= 0", kFn, (long long)n);
   HOPEI_CHECK(n <= c->capacity && offset <= c->capacity - n,
-              "%s: rows [offset %lld, offset + n %lld) exceed the capacity %lld", kFn, (long long)offset,
-              (long long)n, (long long)c->capacity);
+              "%s: rows [offset, offset + n) with offset %lld and n %lld end past the capacity %lld", kFn,
+              (long long)offset, (long long)n, (long long)c->capacity);
   HOPEI_CHECK(positions_ld == 0 || positions_ld >= n, "%s: positions_ld %lld must be 0 or >= n (%lld)", kFn,
               (long long)positions_ld, (long long)n);
   HOPEI_CHECK(positions_memory == HOPE_MEMORY_HOST || positions_memory == HOPE_MEMORY_DEVICE,

@@ -319,6 +319,21 @@ hope_status_t hope_merge_states(const hope_merge_params_t *params, void *stream)
   HOPEI_CHECK(r.lse_a != NULL, "%s: params->lse_a must not be NULL", fn);
   HOPEI_CHECK(r.lse_b != NULL, "%s: params->lse_b must not be NULL", fn);
   HOPEI_CHECK(r.out != NULL, "%s: params->out must not be NULL", fn);
+  HOPEI_CHECK(elems <= INT64_MAX / 4, "%s: num_tokens * num_heads * head_dim (%lld) is too large", fn,
+              (long long)elems);
+  /* In place means the very same array: out may be o_a or o_b, lse_out lse_a or lse_b; no other overlap. */
+  const uint64_t ob = (uint64_t)elems * hopei_dtype_size(r.dtype), lb = (uint64_t)r.num_tokens * r.num_heads * 4u;
+  HOPEI_TRY(hopei_check_alias(fn, "params->out", r.out, ob, "params->o_a", r.o_a, ob, true));
+  HOPEI_TRY(hopei_check_alias(fn, "params->out", r.out, ob, "params->o_b", r.o_b, ob, true));
+  HOPEI_TRY(hopei_check_alias(fn, "params->out", r.out, ob, "params->lse_a", r.lse_a, lb, false));
+  HOPEI_TRY(hopei_check_alias(fn, "params->out", r.out, ob, "params->lse_b", r.lse_b, lb, false));
+  if (r.lse_out != NULL) {
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->lse_a", r.lse_a, lb, true));
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->lse_b", r.lse_b, lb, true));
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->out", r.out, ob, false));
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->o_a", r.o_a, ob, false));
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->o_b", r.o_b, ob, false));
+  }
   if (r.backend == HOPE_BACKEND_CPU) return hopei_merge_states_cpu(&r);
   return hopei_merge_states_cuda(&r, stream);
 }

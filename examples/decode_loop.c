@@ -5,13 +5,14 @@
  *     keys and values go into a paged cache (pages in shuffled order) with hope_kv_append, which rotates the
  *     keys; the prompt's attention runs through hope_attention_forward on the CPU backend. As a first check,
  *     hope_decode_forward with the prompt's last 8 tokens as queries must reproduce those rows.
- *  2. Decode: 32 steps. Generated token k takes position next_position + k on all three rows
+ *  2. Decode: 32 steps (--steps N). Generated token k takes position next_position + k on all three rows
  *     (hope_positions_generated); its K/V are appended, then hope_decode_forward attends over the pages.
  *     Every step is checked against a plain computation: hope_attention_forward (CPU) over the full,
  *     contiguous, unrotated K/V with every token's cos/sin. On a machine with a GPU the same steps also run
  *     on the CUDA backend (device cache, device decode) and are compared with the CPU backend.
  *
- * One line per step; the exit code is non-zero on any failure or mismatch. */
+ * One line per step; the exit code is non-zero on any failure or mismatch.
+ * Usage: decode_loop [--steps N] [--cpu-only] [--help]; an unknown argument is an error (exit code 2). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
-enum { kHq = 8, kHk = 2, kD = 64, kHalf = kD / 2, kPageSize = 16, kSteps = 32, kMaxTokens = 256, kPrefillQ = 8 };
+enum { kHq = 8, kHk = 2, kD = 64, kHalf = kD / 2, kPageSize = 16, kMaxSteps = 200, kMaxTokens = 256, kPrefillQ = 8 };
 #define kNumPages (kMaxTokens / kPageSize + 4)
 static const double kTol = 1e-2;     /* relative error, bfloat16 (SPEC §6) */
 static const double kLseTol = 2e-2;
@@ -293,7 +294,53 @@ static void gpu_free(gpu_mirror_t *g) {
 #define gpu_free(g) gpu_unavailable()
 #endif
 
-int main(void) {
+/* ---- command line -------------------------------------------------------------------------------------- */
+typedef struct {
+  int steps;    /* decode steps after the prefill */
+  int cpu_only; /* skip the CUDA backend even when a GPU is present */
+} options_t;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: decode_loop [--steps N] [--cpu-only] [--help]\n"
+          "  A paged-KV decode loop with HoPE positions (CPU backend, and the CUDA backend when a GPU is present),\n"
+          "  each step checked against plain attention over the whole sequence.\n"
+          "  --steps N    decode steps after the 44-token prompt, 1..%d (default 32)\n"
+          "  --cpu-only   run the CPU backend only, even with a GPU\n"
+          "  --help, -h   this text\n",
+          kMaxSteps);
+}
+
+static void bad_arg(const char *arg, const char *why) {
+  fprintf(stderr, "decode_loop: %s '%s' (try --help)\n", why, arg);
+  exit(2);
+}
+
+static options_t parse_args(int argc, char **argv) {
+  options_t o = {32, 0};
+  for (int i = 1; i < argc; ++i) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    } else if (strcmp(a, "--cpu-only") == 0) {
+      o.cpu_only = 1;
+    } else if (strcmp(a, "--steps") == 0) {
+      if (i + 1 >= argc) bad_arg(a, "missing the number after");
+      char *end = NULL;
+      const long v = strtol(argv[++i], &end, 10);
+      if (end == argv[i] || *end != '\0' || v < 1 || v > kMaxSteps) bad_arg(argv[i], "--steps: expected 1..200, got");
+      o.steps = (int)v;
+    } else {
+      bad_arg(a, "unknown argument");
+    }
+  }
+  return o;
+}
+
+int main(int argc, char **argv) {
+  const options_t opt = parse_args(argc, argv);
+  const int steps = opt.steps;
   int failures = 0;
 
   /* ---- positions and cos/sin of the prompt ---- */
@@ -310,7 +357,7 @@ int main(void) {
   segs[2].length = 7;
   int64_t prompt = 0;
   CHECK_HOPE(hope_positions_count(segs, 3, &prompt));
-  if (prompt + kSteps > kMaxTokens || prompt < kPrefillQ) {
+  if (prompt + steps > kMaxTokens || prompt < kPrefillQ) {
     fprintf(stderr, "prompt of %lld tokens does not fit\n", (long long)prompt);
     return 1;
   }
@@ -343,6 +390,7 @@ int main(void) {
   /* GPU, if any: a device copy of the cache and of the per-step inputs. */
   int32_t devices = 0;
   CHECK_HOPE(hope_cuda_device_count(&devices));
+  if (opt.cpu_only) devices = 0;
   gpu_mirror_t gpu;
   memset(&gpu, 0, sizeof(gpu));
   if (devices > 0) {
@@ -387,7 +435,7 @@ int main(void) {
   /* ---- decode steps ---- */
   void *ws = NULL;
   size_t ws_cap = 0;
-  for (int step = 0; step < kSteps; ++step) {
+  for (int step = 0; step < steps; ++step) {
     const int n = P + step; /* index of the new token; the sequence then holds n + 1 keys */
     float pos[3];
     CHECK_HOPE(hope_positions_generated(next_position, step, 1, pos));

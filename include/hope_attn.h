@@ -134,7 +134,8 @@ typedef enum {
   HOPE_SCALE_FIXED = 0,  /* fixed_scale for every vision segment */
   HOPE_SCALE_RANDOM = 1, /* an independent draw from the candidates per vision segment, from seed */
   HOPE_SCALE_FIT = 2     /* the largest candidate whose diagonal next_position <= position_budget, else the
-                            smallest candidate */
+                            smallest candidate; only candidates hope_positions_build accepts (every position a
+                            finite float32) take part, and INVALID_VALUE when there is none */
 } hope_scale_policy_t;
 
 /* The HoPE training set {0.5, 0.75, 1.0, 1.25, 1.5}, used when num_candidates is 0. */
@@ -371,8 +372,10 @@ HOPE_API hope_status_t hope_decode_forward(const hope_decode_params_t *params, v
 
 /* Merges two partial attention states over disjoint key sets into the softmax over their union:
  * lse = log(exp(lse_a) + exp(lse_b)), out = (exp(lse_a - lse) o_a + exp(lse_b - lse) o_b).
- * A side with lse = -inf contributes nothing; both -inf gives out = 0, lse = -inf. out may alias o_a or o_b,
- * and lse_out may alias lse_a or lse_b (an in-place merge). */
+ * A side with lse = -inf contributes nothing (its o is not read); both -inf gives out = 0, lse = -inf. A NaN or
+ * +inf lse on either side (no softmax state has one) gives out = NaN and lse = NaN for that row, whichever side
+ * holds it. out may be o_a or o_b itself, and lse_out lse_a or lse_b itself (an in-place merge); any other
+ * overlap between an output and an argument is INVALID_VALUE. */
 typedef struct {
   int32_t backend;              /* hope_backend_t */
   int32_t dtype;                /* hope_dtype_t of o_a, o_b, out */

@@ -34,7 +34,7 @@ asan_schedule=${HOPE_EMU_ASAN_SCHEDULE:-random}
 quick=${HOPE_EMU_QUICK:-1}
 jobs=$(nproc 2> /dev/null || echo 2)
 # The emulated suite: GPU test suites, the known-answer and emulator tests, and the programs.
-filter=${HOPE_EMU_FILTER:-'Gpu|NoDevice|PtxKat|Emu(Hazards|Runtime|Math)|EmulatedGpu\.|Examples\.DecodeLoop'}
+filter=${HOPE_EMU_FILTER:-'Gpu|NoDevice|PtxKat|Emu(Hazards|Runtime|Math)|EmulatedGpu\.|Examples\.DecodeLoopRuns'}
 
 launcher=()
 if command -v ccache > /dev/null; then

@@ -55,7 +55,7 @@ hope_setup_main() {
 
   # --- Python packages for the binding's tests (python3 may be pyenv's: always go through python3 -m pip) ---
   local pymissing=() mod
-  for mod in numpy pytest ml_dtypes; do
+  for mod in numpy pytest ml_dtypes hypothesis; do
     if ! python3 -c "import $mod" > /dev/null 2>&1; then pymissing+=("$mod"); fi
   done
   if [ "${#pymissing[@]}" -gt 0 ]; then

@@ -2,8 +2,8 @@
 # scripts/test.sh — set up, build everything into build/, then run every test:
 #   ctest (GoogleTest suite, header and export checks, install consumer; GPU tests report "Skipped" without a
 #   GPU), pytest (the Python binding, against the library just built), scripts/cpu-only-check.sh (CPU-only builds
-#   as without the CUDA toolkit), scripts/wheel-check.sh (pip wheel in a fresh venv), and scripts/sanitize.sh and
-#   scripts/fuzz.sh when they exist. Exits non-zero if any step fails; prints a summary at the end.
+#   as without the CUDA toolkit), scripts/wheel-check.sh (pip wheel in a fresh venv), and scripts/sanitize.sh,
+#   scripts/pyfuzz.sh and scripts/fuzz.sh when they exist. Exits non-zero if any step fails; prints a summary.
 # HOPE_BUILD_DIR overrides the build directory (default: build/ in the repository).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,6 +43,7 @@ if step "build" build_all; then
   if [ -x scripts/cpu-only-check.sh ]; then step "cpu-only" scripts/cpu-only-check.sh; fi
   if [ -x scripts/wheel-check.sh ]; then step "wheel" scripts/wheel-check.sh; fi
   if [ -x scripts/sanitize.sh ]; then step "sanitize" scripts/sanitize.sh; fi
+  if [ -x scripts/pyfuzz.sh ]; then step "pyfuzz" scripts/pyfuzz.sh; fi
   if [ -x scripts/fuzz.sh ]; then step "fuzz" scripts/fuzz.sh; fi
 fi
 

@@ -212,7 +212,12 @@ static void merge_range(void *ctx, int64_t begin, int64_t end) {
     const float la = p->lse_a[li], lb = p->lse_b[li];
     const float m = la > lb ? la : lb;
     const int64_t ob = item * d; /* item = t * heads + h */
-    if (!(m > -INFINITY)) {
+    if (!(la < INFINITY) || !(lb < INFINITY)) { /* a NaN or +inf lse on either side: NaN out and lse */
+      for (int32_t i = 0; i < d; ++i) hopei_store(p->out, dt, ob + i, NAN);
+      if (p->lse_out != NULL) p->lse_out[li] = NAN;
+      continue;
+    }
+    if (m == -INFINITY) {
       for (int32_t i = 0; i < d; ++i) hopei_store(p->out, dt, ob + i, 0.f);
       if (p->lse_out != NULL) p->lse_out[li] = -INFINITY;
       continue;

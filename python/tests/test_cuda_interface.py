@@ -5,17 +5,8 @@ import numpy as np
 import pytest
 
 import hope_attn as ha
+from fuzz_util import FakeCuda
 from hope_attn import _arrays, api
-
-
-class FakeCuda:
-    """A numpy array presented as a CUDA array (typestr may be overridden, e.g. bfloat16 bits as '<u2')."""
-
-    def __init__(self, a, stream=None, strides=True):
-        self.a = a
-        self.__cuda_array_interface__ = {
-            "shape": a.shape, "typestr": a.dtype.str, "data": (a.ctypes.data, False),
-            "strides": a.strides if strides else None, "version": 3, "stream": stream}
 
 
 NO_GPU = ha.cuda_device_count() == 0

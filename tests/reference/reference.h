@@ -46,6 +46,7 @@ void attention(const AttentionProblem &p, const std::vector<double> &q, const st
                const std::vector<double> &v, std::vector<double> *out, std::vector<double> *lse);
 
 // ---- state merging: o [tokens][heads][d], lse [heads][tokens] ------------------------------------------
+// A -inf side contributes nothing (both: out 0, lse -inf); a NaN or +inf lse on either side gives NaN out and lse.
 void merge_states(int64_t tokens, int heads, int head_dim, const std::vector<double> &o_a,
                   const std::vector<double> &lse_a, const std::vector<double> &o_b,
                   const std::vector<double> &lse_b, std::vector<double> *out, std::vector<double> *lse);
