@@ -39,8 +39,15 @@ hope_status_t hopei_fail(hope_status_t status, const char *fmt, ...)
 bool hopei_mul_i64(int64_t a, int64_t b, int64_t *out);
 bool hopei_add_i64(int64_t a, int64_t b, int64_t *out);
 
-/* Interim, until every path implements SPEC §8's pairing and rotary dimension (issue 11): the 0.2 rotary
- * fields are accepted at their defaults only (pairing rotate-half, rotary_dim 0 or head_dim). */
+/* SPEC §8 pairing and rotary dimension of a call or config (rope.c): INVALID_VALUE with a message naming `fn` and
+ * the fields (`prefix` is "params->" or "config->"; `pairing_name` the pairing field's name) for a pairing other
+ * than 0/1 or a rotary_dim that is odd, below 2 or above head_dim; on success *resolved (may be NULL) is the
+ * rotary dimension with 0 resolved to head_dim. */
+hope_status_t hopei_rotary_resolve(const char *fn, const char *prefix, const char *pairing_name, int32_t pairing,
+                                   int32_t rotary_dim, int32_t head_dim, int32_t *resolved);
+
+/* Interim, for the paths that do not honour SPEC §8's pairing and rotary dimension yet (issue 11): after
+ * hopei_rotary_resolve, the 0.2 rotary fields are accepted at their defaults only (NOT_SUPPORTED otherwise). */
 #define HOPEI_CHECK_ROTARY_DEFAULT(fn, pairing, rotary_dim, head_dim)                                        \
   do {                                                                                                      \
     if ((pairing) != 0 || ((rotary_dim) != 0 && (rotary_dim) != (head_dim)))                                \
@@ -54,7 +61,8 @@ bool hopei_add_i64(int64_t a, int64_t b, int64_t *out);
 /* Validates a segment list (messages name `fn` and the segment index); *num_tokens (may be NULL) gets the count. */
 hope_status_t hopei_segments_check(const char *fn, const hope_segment_t *segments, int32_t num_segments,
                                    int64_t *num_tokens);
-/* next_position of a validated segment list; forced_scale > 0 overrides every vision segment's scale. */
+/* next_position of a validated segment list in a layout other than the timed one; forced_scale > 0 overrides
+ * every vision segment's scale. */
 float hopei_positions_next(const hope_segment_t *segments, int32_t num_segments, hope_layout_t layout,
                            double default_scale, double forced_scale, float start);
 
@@ -79,8 +87,10 @@ int hopei_device_sm_count(void);
 typedef enum {
   HOPEI_RANGE_POSITIONS_COUNT,
   HOPEI_RANGE_POSITIONS_BUILD,
+  HOPEI_RANGE_POSITIONS_BUILD_EX,
   HOPEI_RANGE_POSITIONS_GENERATED,
   HOPEI_RANGE_SEGMENT_FROM_GRID,
+  HOPEI_RANGE_SEGMENT_FROM_GRID_EX,
   HOPEI_RANGE_SCALES_SELECT,
   HOPEI_RANGE_ROPE_COMPONENTS,
   HOPEI_RANGE_ROPE_COS_SIN,
