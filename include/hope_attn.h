@@ -221,6 +221,23 @@ typedef struct {
                                 0: inv_i = theta^(-2i/r) in double. Other values are INVALID_VALUE */
 } hope_rope_config_t;
 
+/* Settings that reproduce the models (positions layout; kind; sections (st, sh, sw); pairing; rotary_dim):
+ *   Qwen2-VL          MROPE;       MROPE;             (16, 24, 24); rotate-half; head_dim
+ *   Qwen2.5-VL        MROPE_TIMED (tokens_per_second 2, seconds_per_grid = second_per_grid_ts);
+ *                                  MROPE;             (16, 24, 24); rotate-half; head_dim
+ *   Qwen2.5-Omni      MROPE_TIMED (tokens_per_second 25); otherwise as Qwen2.5-VL
+ *   Qwen3-VL          MROPE, a video as per-frame T = 1 blocks after their timestamp text;
+ *                                  MROPE_INTERLEAVED; (24, 20, 20); rotate-half; head_dim
+ *   GLM-4.1V/4.5V/4.6V MROPE, video per frame as Qwen3-VL;
+ *                                  MROPE;             (8, 12, 12);  interleaved; head_dim / 2 (64 of 128)
+ *   ERNIE-4.5-VL      MROPE, video grids with temporal merge 2 (hope_segment_from_vision_grid_ex);
+ *                                  VIDEOROPE;         (20, 22, 22) (the model's mrope_section [22, 22, 20] is (h, w, t));
+ *                                  interleaved; head_dim
+ *   HoPE              DIAGONAL with a temporal scale; HOPE; the model's sections; rotate-half; head_dim
+ * theta is the model's rope_theta. Text after a vision block resumes at 1 + the block's largest position, as in the
+ * released Qwen2-VL code (transformers 5.24's Qwen2-VL get_rope_index resumes at base + max(H, W), which differs
+ * when T > max(H, W)). */
+
 /* Which position row drives each pair: HOPE_COMPONENT_T/H/W, or HOPE_COMPONENT_NONE (zero frequency). */
 enum { HOPE_COMPONENT_NONE = -1, HOPE_COMPONENT_T = 0, HOPE_COMPONENT_H = 1, HOPE_COMPONENT_W = 2 };
 
