@@ -284,7 +284,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       timing_ok = std::isfinite(rate) && rate > 0.0f;
       for (int32_t i = 0; i < std::max(num, 0); ++i)
         if (seg[i].kind == HOPE_SEGMENT_VIDEO)
-          timing_ok = timing_ok && !null_seconds && std::isfinite(seconds.as<float>()[i]) && seconds.as<float>()[i] >= 0.0f;
+          timing_ok = timing_ok && !null_seconds && std::isfinite(seconds.as<float>()[i]) &&
+                      seconds.as<float>()[i] >= 0.0f;
     }
   }
   const int64_t truth = e.segments_valid ? static_cast<int64_t>(e.total) : 0;

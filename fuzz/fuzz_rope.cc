@@ -2,7 +2,8 @@
 // hope_rope_components, hope_rope_cos_sin, hope_rope_cache_create/fill/get/destroy (host caches; a device
 // cache only where no GPU is present, where it must fail with a message) and hope_rope_apply (CPU backend).
 // Inputs: arbitrary configs (unknown kinds, odd/negative/huge head_dim, sections that do not sum, NaN/inf/<=1
-// theta; SPEC §8 pairing, rotary_dim and model-exact frequencies, valid and not), capacities up to INT64_MAX (allocation failure must be a status, not a crash), offsets and n beyond
+// theta; SPEC §8 pairing, rotary_dim and model-exact frequencies, valid and not),
+// capacities up to INT64_MAX (allocation failure must be a status, not a crash), offsets and n beyond
 // the capacity, positions_ld smaller than n, positions NaN/inf/huge, strides smaller than a row, NULLs.
 // Checks: components equal the SPEC §3 table; cos/sin within 2e-6 of double for |position| <= 2^20 and exactly
 // (1, 0) on "none" pairs; a fill writes exactly rows [offset, offset + n); rope_apply matches the double

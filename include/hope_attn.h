@@ -231,7 +231,7 @@ typedef struct {
  *   GLM-4.1V/4.5V/4.6V MROPE, video per frame as Qwen3-VL;
  *                                  MROPE;             (8, 12, 12);  interleaved; head_dim / 2 (64 of 128)
  *   ERNIE-4.5-VL      MROPE, video grids with temporal merge 2 (hope_segment_from_vision_grid_ex);
- *                                  VIDEOROPE;         (20, 22, 22) (the model's mrope_section [22, 22, 20] is (h, w, t));
+ *                                  VIDEOROPE;         (20, 22, 22) (its mrope_section [22, 22, 20] lists (h, w, t));
  *                                  interleaved; head_dim
  *   HoPE              DIAGONAL with a temporal scale; HOPE; the model's sections; rotate-half; head_dim
  * theta is the model's rope_theta. Text after a vision block resumes at 1 + the block's largest position, as in the
@@ -245,8 +245,8 @@ enum { HOPE_COMPONENT_NONE = -1, HOPE_COMPONENT_T = 0, HOPE_COMPONENT_H = 1, HOP
 HOPE_API hope_status_t hope_rope_components(const hope_rope_config_t *config, int32_t *components);
 
 /* Host reference of §3. positions: host [3][n] as built above; cos_out and sin_out: host float32
- * [n][rotary_dim/2] (rotary_dim resolved: head_dim when the config says 0). Angles are computed in double. A non-finite position on a row that some pair reads is
- * INVALID_VALUE (nothing is written). */
+ * [n][rotary_dim/2] (rotary_dim resolved: head_dim when the config says 0). Angles are computed in double.
+ * A non-finite position on a row that some pair reads is INVALID_VALUE (nothing is written). */
 HOPE_API hope_status_t hope_rope_cos_sin(const hope_rope_config_t *config, const float *positions, int64_t n,
                                          float *cos_out, float *sin_out);
 
@@ -348,7 +348,12 @@ typedef struct {
  * backend or hope_attention_forward_unfused); q/k/v pointers and row strides 16-byte aligned. cu_seqlens
  * live in device memory and are the caller's promise. When k_rotated is given, K is rotated once into it
  * by a memory-bound pre-pass and the attention kernel reads it; otherwise K tiles are rotated in shared
- * memory. No allocation or synchronisation: the call can be captured in a CUDA graph. */
+ * memory. No allocation or synchronisation: the call can be captured in a CUDA graph.
+ * SPEC §8 (rope_pairing, rotary_dim): the fused kernel rotates whole 16-byte chunks, so it takes rotary_dim
+ * multiples of 16 only (NOT_SUPPORTED otherwise: use the unfused path or the CPU backend). Until each path is
+ * verified, non-default values are NOT_SUPPORTED on the attention and decode paths and on the CUDA backends of
+ * hope_rope_apply and hope_kv_append (the message says so); hope_rope_apply and hope_kv_append on the CPU
+ * backend, cos/sin and the caches take them. */
 HOPE_API hope_status_t hope_attention_forward(const hope_attention_params_t *params, void *stream);
 
 /* The unfused GPU reference: rotation, then cuBLAS Q.K^T, a float32 masked softmax that writes LSE, then

@@ -103,6 +103,26 @@ inline hope_rope_config_t partial_config_of(int kind, int head_dim, int rotary_d
   return c;
 }
 
+// hope_rope_apply params for the CPU backend (default row strides), with SPEC §8's pairing and rotary_dim.
+inline hope_rope_apply_params_t cpu_apply_params(int dtype, int64_t tokens, int heads, int head_dim, const void *x,
+                                                 void *out, const float *cos, const float *sin, int pairing = 0,
+                                                 int rotary_dim = 0) {
+  hope_rope_apply_params_t p;
+  std::memset(&p, 0, sizeof p);
+  p.backend = HOPE_BACKEND_CPU;
+  p.dtype = dtype;
+  p.num_tokens = tokens;
+  p.num_heads = heads;
+  p.head_dim = head_dim;
+  p.x = x;
+  p.out = out;
+  p.cos = cos;
+  p.sin = sin;
+  p.rope_pairing = pairing;
+  p.rotary_dim = rotary_dim;
+  return p;
+}
+
 // float32: within 1e-5 absolute of the reference; float16/bfloat16: within one ulp of the reference rounded
 // to the dtype, plus the float32 rounding of the rotation itself (4 * 2^-24 * the terms' size). Reports the
 // first mismatch.

@@ -158,7 +158,8 @@ TEST(PositionsTimed, FractionalIntervalsMatchFloat32Products) {
     ASSERT_EQ(r.t.size(), 13u);
     for (int f = 0; f < 13; ++f) {
       EXPECT_EQ(r.t[f], static_cast<float>(tt.offsets[f])) << "g " << tt.g << " r " << tt.r << " frame " << f;
-      EXPECT_EQ(hope_ref::timed_frame_offset(f, tt.g, tt.r), tt.offsets[f]) << "reference, g " << tt.g << " frame " << f;
+      EXPECT_EQ(hope_ref::timed_frame_offset(f, tt.g, tt.r), tt.offsets[f])
+          << "reference, g " << tt.g << " frame " << f;
     }
     EXPECT_EQ(r.next, static_cast<float>(tt.offsets[12] + 1));
   }

@@ -207,30 +207,15 @@ TEST(RotaryConfig, BadValuesAreRefusedWithAMessage) {
 
 // ---- hope_rope_apply on the CPU: pairing x rotary_dim x dtype -----------------------------------------------
 
-hope_rope_apply_params_t apply_params(int dtype, int64_t tokens, int heads, int head_dim, const void *x, void *out,
-                                      const float *cos, const float *sin, int pairing, int rotary_dim) {
-  hope_rope_apply_params_t p;
-  std::memset(&p, 0, sizeof p);
-  p.backend = HOPE_BACKEND_CPU;
-  p.dtype = dtype;
-  p.num_tokens = tokens;
-  p.num_heads = heads;
-  p.head_dim = head_dim;
-  p.x = x;
-  p.out = out;
-  p.cos = cos;
-  p.sin = sin;
-  p.rope_pairing = pairing;
-  p.rotary_dim = rotary_dim;
-  return p;
-}
+using hope_test::cpu_apply_params;
 
 TEST(RopeApplyVariants, HandWorkedInterleavedAndRotateHalfPartial) {
   // x = (1, 2, 3, 4, 5, 6), rotary_dim 4, pair 0 at 90 degrees (cos 0, sin 1), pair 1 at 0 (cos 1, sin 0).
   const float x[6] = {1, 2, 3, 4, 5, 6}, cos[2] = {0, 1}, sin[2] = {1, 0};
   float out[6];
   // Interleaved: pair 0 is dims (0, 1): (1*0 - 2*1, 2*0 + 1*1) = (-2, 1); pair 1 (2, 3) unchanged; 4, 5 pass.
-  hope_rope_apply_params_t p = apply_params(HOPE_DTYPE_FLOAT32, 1, 1, 6, x, out, cos, sin, HOPE_PAIRING_INTERLEAVED, 4);
+  hope_rope_apply_params_t p =
+      cpu_apply_params(HOPE_DTYPE_FLOAT32, 1, 1, 6, x, out, cos, sin, HOPE_PAIRING_INTERLEAVED, 4);
   ASSERT_HOPE_OK(hope_rope_apply(&p, nullptr));
   EXPECT_EQ(std::vector<float>(out, out + 6), (std::vector<float>{-2, 1, 3, 4, 5, 6}));
   // Rotate-half within rotary_dim 4: pair 0 is dims (0, 2): (1*0 - 3*1, 3*0 + 1*1) = (-3, 1); pair 1 (1, 3)
@@ -282,7 +267,7 @@ TEST_P(RopeApplyVariants, MatchesFloat64ReferenceAndPassesTheRestThrough) {
   const Tensor x = hope_test::random_tensor(tc.dtype, elems, rng);
   Tensor out(tc.dtype, elems);
   out.poison();
-  const hope_rope_apply_params_t p = apply_params(tc.dtype, tc.tokens, tc.heads, tc.head_dim, x.data(), out.data(),
+  const hope_rope_apply_params_t p = cpu_apply_params(tc.dtype, tc.tokens, tc.heads, tc.head_dim, x.data(), out.data(),
                                                   cos.data(), sin.data(), tc.pairing, tc.rotary_dim);
   ASSERT_HOPE_OK(hope_rope_apply(&p, nullptr));
   const std::vector<double> xv = x.values();
@@ -316,7 +301,8 @@ TEST(RopeApplyVariants, BadRotaryFieldsAreRefusedWithAMessage) {
                      {1, -4, "must be >= 2"},             {2, 0, "rope_pairing 2"},
                      {-1, 4, "rope_pairing -1"}};
   for (const Bad &b : bad) {
-    const hope_rope_apply_params_t p = apply_params(HOPE_DTYPE_FLOAT32, 1, 1, 8, x, out, cs, sn, b.pairing, b.rotary_dim);
+    const hope_rope_apply_params_t p =
+        cpu_apply_params(HOPE_DTYPE_FLOAT32, 1, 1, 8, x, out, cs, sn, b.pairing, b.rotary_dim);
     EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_INVALID_VALUE);
     expect_message_has(b.needle);
   }
