@@ -69,6 +69,8 @@ static hope_status_t validate(const char *fn, const hope_attention_params_t *par
               r->num_kv_heads);
   HOPEI_CHECK(r->head_dim >= 2 && r->head_dim % 2 == 0 && r->head_dim <= HOPEI_ATTN_MAX_HEAD_DIM,
               "%s: params->head_dim is %d, must be even and in [2, %d]", fn, r->head_dim, HOPEI_ATTN_MAX_HEAD_DIM);
+  HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r->rope_pairing, r->rotary_dim, r->head_dim,
+                                 &r->rotary_dim));
   HOPEI_CHECK_ROTARY_DEFAULT(fn, r->rope_pairing, r->rotary_dim, r->head_dim);
   HOPEI_CHECK(isfinite(r->softmax_scale), "%s: params->softmax_scale is not finite", fn);
   if (r->softmax_scale <= 0.f) r->softmax_scale = (float)(1.0 / sqrt((double)r->head_dim));

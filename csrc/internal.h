@@ -51,8 +51,15 @@ hope_status_t hopei_check_span(const char *fn, const char *name, const void *p, 
 hope_status_t hopei_check_alias(const char *fn, const char *a_name, const void *a, uint64_t a_bytes,
                                 const char *b_name, const void *b, uint64_t b_bytes, bool may_equal);
 
-/* Interim, until every path implements SPEC §8's pairing and rotary dimension (issue 11): the 0.2 rotary
- * fields are accepted at their defaults only (pairing rotate-half, rotary_dim 0 or head_dim). */
+/* SPEC §8 pairing and rotary dimension of a call or config (rope.c): INVALID_VALUE with a message naming `fn` and
+ * the fields (`prefix` is "params->" or "config->"; `pairing_name` the pairing field's name) for a pairing other
+ * than 0/1 or a rotary_dim that is odd, below 2 or above head_dim; on success *resolved (may be NULL) is the
+ * rotary dimension with 0 resolved to head_dim. */
+hope_status_t hopei_rotary_resolve(const char *fn, const char *prefix, const char *pairing_name, int32_t pairing,
+                                   int32_t rotary_dim, int32_t head_dim, int32_t *resolved);
+
+/* Interim, for the paths that do not honour SPEC §8's pairing and rotary dimension yet (issue 11): after
+ * hopei_rotary_resolve, the 0.2 rotary fields are accepted at their defaults only (NOT_SUPPORTED otherwise). */
 #define HOPEI_CHECK_ROTARY_DEFAULT(fn, pairing, rotary_dim, head_dim)                                        \
   do {                                                                                                      \
     if ((pairing) != 0 || ((rotary_dim) != 0 && (rotary_dim) != (head_dim)))                                \
@@ -107,8 +114,10 @@ const char *hopei_cpu_isa_selected(void);
 typedef enum {
   HOPEI_RANGE_POSITIONS_COUNT,
   HOPEI_RANGE_POSITIONS_BUILD,
+  HOPEI_RANGE_POSITIONS_BUILD_EX,
   HOPEI_RANGE_POSITIONS_GENERATED,
   HOPEI_RANGE_SEGMENT_FROM_GRID,
+  HOPEI_RANGE_SEGMENT_FROM_GRID_EX,
   HOPEI_RANGE_SCALES_SELECT,
   HOPEI_RANGE_ROPE_COMPONENTS,
   HOPEI_RANGE_ROPE_COS_SIN,

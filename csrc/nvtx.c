@@ -12,8 +12,10 @@
 static const char *const kRangeNames[HOPEI_RANGE_COUNT_] = {
     [HOPEI_RANGE_POSITIONS_COUNT] = "hope_positions_count",
     [HOPEI_RANGE_POSITIONS_BUILD] = "hope_positions_build",
+    [HOPEI_RANGE_POSITIONS_BUILD_EX] = "hope_positions_build_ex",
     [HOPEI_RANGE_POSITIONS_GENERATED] = "hope_positions_generated",
     [HOPEI_RANGE_SEGMENT_FROM_GRID] = "hope_segment_from_vision_grid",
+    [HOPEI_RANGE_SEGMENT_FROM_GRID_EX] = "hope_segment_from_vision_grid_ex",
     [HOPEI_RANGE_SCALES_SELECT] = "hope_temporal_scales_select",
     [HOPEI_RANGE_ROPE_COMPONENTS] = "hope_rope_components",
     [HOPEI_RANGE_ROPE_COS_SIN] = "hope_rope_cos_sin",

@@ -19,7 +19,8 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
   HOPEI_CHECK(p.head_dim >= 2 && p.head_dim <= HOPEI_ROPE_MAX_HEAD_DIM && p.head_dim % 2 == 0,
               "%s: params->head_dim %d must be even and in 2..%d", kFn, (int)p.head_dim, HOPEI_ROPE_MAX_HEAD_DIM);
   HOPEI_CHECK(p.num_heads >= 1, "%s: params->num_heads %d must be >= 1", kFn, (int)p.num_heads);
-  HOPEI_CHECK_ROTARY_DEFAULT(kFn, p.rope_pairing, p.rotary_dim, p.head_dim);
+  HOPEI_TRY(hopei_rotary_resolve(kFn, "params->", "rope_pairing", p.rope_pairing, p.rotary_dim, p.head_dim,
+                                 &p.rotary_dim));
   HOPEI_CHECK(p.num_tokens >= 0, "%s: params->num_tokens %lld must be >= 0", kFn, (long long)p.num_tokens);
   const int64_t row = (int64_t)p.num_heads * p.head_dim; /* < 2^41: no overflow */
   HOPEI_CHECK(p.x_row_stride == 0 || p.x_row_stride >= row,
@@ -37,7 +38,7 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
     HOPEI_CHECK(p.cos != NULL, "%s: params->cos must not be NULL", kFn);
     HOPEI_CHECK(p.sin != NULL, "%s: params->sin must not be NULL", kFn);
     /* Every element index (and byte offset) of x, out, cos and sin must fit in int64. */
-    const int64_t half = p.head_dim / 2;
+    const int64_t half = p.rotary_dim / 2;
     int64_t last = 0, x_end = 0, out_end = 0, cs = 0;
     bool ok = hopei_mul_i64(p.num_tokens - 1, p.x_row_stride, &last) && hopei_add_i64(last, row, &x_end) &&
               x_end <= INT64_MAX / (int64_t)elem && hopei_mul_i64(p.num_tokens - 1, p.out_row_stride, &last) &&
@@ -61,6 +62,7 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
   }
 
   if (p.backend == HOPE_BACKEND_CUDA) {
+    HOPEI_CHECK_ROTARY_DEFAULT(kFn, p.rope_pairing, p.rotary_dim, p.head_dim);
     HOPEI_TRY(hopei_require_device(kFn));
     if (p.num_tokens == 0) return HOPE_SUCCESS;
     return hopei_rope_apply_cuda(&p, stream);

@@ -34,13 +34,13 @@ hope_status_t hope_rope_cache_create(const hope_rope_config_t *config, int64_t c
   HOPEI_CHECK(capacity >= 1, "%s: capacity %lld must be >= 1", kFn, (long long)capacity);
   HOPEI_CHECK(memory == HOPE_MEMORY_HOST || memory == HOPE_MEMORY_DEVICE,
               "%s: memory %d is not a hope_memory_t (0 host, 1 device)", kFn, (int)memory);
-  const int32_t half = config->head_dim / 2;
+  const int32_t half = hopei_rope_half(config);
   int64_t elems = 0, pos_elems = 0;
   HOPEI_CHECK(hopei_mul_i64(capacity, half, &elems) && (uint64_t)elems <= SIZE_MAX / sizeof(float) &&
                   elems <= INT64_MAX / (int64_t)sizeof(float) && hopei_mul_i64(capacity, 3, &pos_elems) &&
                   pos_elems <= INT64_MAX / (int64_t)sizeof(float) &&
                   (uint64_t)pos_elems <= SIZE_MAX / sizeof(float),
-              "%s: capacity %lld is too large (capacity * head_dim/2 * 4 bytes overflows)", kFn,
+              "%s: capacity %lld is too large (capacity * rotary_dim/2 * 4 bytes overflows)", kFn,
               (long long)capacity);
   if (memory == HOPE_MEMORY_DEVICE) HOPEI_TRY(hopei_require_device(kFn));
   const size_t table_bytes = (size_t)elems * sizeof(float);

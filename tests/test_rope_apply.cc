@@ -19,18 +19,7 @@ using hope_test::term_sizes;
 
 hope_rope_apply_params_t cpu_params(int dtype, int64_t tokens, int heads, int head_dim, const void *x, void *out,
                                     const float *cos, const float *sin) {
-  hope_rope_apply_params_t p{};
-  std::memset(&p, 0, sizeof p);
-  p.backend = HOPE_BACKEND_CPU;
-  p.dtype = dtype;
-  p.num_tokens = tokens;
-  p.num_heads = heads;
-  p.head_dim = head_dim;
-  p.x = x;
-  p.out = out;
-  p.cos = cos;
-  p.sin = sin;
-  return p;
+  return hope_test::cpu_apply_params(dtype, tokens, heads, head_dim, x, out, cos, sin);
 }
 
 struct ApplyCase {

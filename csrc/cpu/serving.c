@@ -25,10 +25,14 @@ static inline float round_to_dtype(float x, int32_t dtype) {
 
 /* ---- hope_kv_append ------------------------------------------------------------------------------- */
 
+/* Keys are rotated on their first rotary_dim dims with the pairs of rope_pairing (SPEC §4 and §8: pair i is dims
+ * (i * step, i * step + partner)); the dims past rotary_dim, and every dim of a value, are stored as given. */
 static void kv_append_range(void *ctx, int64_t begin, int64_t end) {
   const hope_kv_append_params_t *p = (const hope_kv_append_params_t *)ctx;
   const hope_paged_kv_t *c = &p->cache;
-  const int32_t d = c->head_dim, half = d / 2, hk = c->num_kv_heads, dt = c->dtype;
+  const int32_t d = c->head_dim, rot = p->rotary_dim, half = rot / 2, hk = c->num_kv_heads, dt = c->dtype;
+  const int32_t interleaved = p->rope_pairing == HOPE_PAIRING_INTERLEAVED;
+  const int32_t step = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t slot = p->slot_mapping[t];
     if (slot < 0) continue;
@@ -39,10 +43,12 @@ static void kv_append_range(void *ctx, int64_t begin, int64_t end) {
       if (p->cos_k != NULL) {
         const float *cs = p->cos_k + t * half, *sn = p->sin_k + t * half;
         for (int32_t i = 0; i < half; ++i) {
-          const float x1 = hopei_load(p->k, dt, src_k + i), x2 = hopei_load(p->k, dt, src_k + i + half);
-          hopei_store(c->k_pages, dt, dst + i, x1 * cs[i] - x2 * sn[i]);
-          hopei_store(c->k_pages, dt, dst + i + half, x2 * cs[i] + x1 * sn[i]);
+          const int32_t a = i * step, b = a + partner;
+          const float x1 = hopei_load(p->k, dt, src_k + a), x2 = hopei_load(p->k, dt, src_k + b);
+          hopei_store(c->k_pages, dt, dst + a, x1 * cs[i] - x2 * sn[i]);
+          hopei_store(c->k_pages, dt, dst + b, x2 * cs[i] + x1 * sn[i]);
         }
+        for (int32_t i = rot; i < d; ++i) hopei_store(c->k_pages, dt, dst + i, hopei_load(p->k, dt, src_k + i));
       } else {
         for (int32_t i = 0; i < d; ++i) hopei_store(c->k_pages, dt, dst + i, hopei_load(p->k, dt, src_k + i));
       }

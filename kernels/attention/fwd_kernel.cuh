@@ -63,6 +63,58 @@ __device__ __forceinline__ void rope_chunk(uint4 &lo, uint4 &hi, const float (&c
   }
 }
 
+// Rotates 4 interleaved pairs (SPEC §8): v holds x[2i..2i+7], pair j being (x[2i+2j], x[2i+2j+1]).
+template <typename T>
+__device__ __forceinline__ void rope_chunk_interleaved(uint4 &v, const float (&c)[4], const float (&s)[4]) {
+  uint32_t *a = reinterpret_cast<uint32_t *>(&v);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 x = ptx::unpack2<T>(a[j]);
+    a[j] = ptx::pack2<T>(rope_first(x.x, x.y, c[j], s[j]), rope_second(x.x, x.y, c[j], s[j]));
+  }
+}
+
+__device__ __forceinline__ void load_f4(float (&v)[4], const float *p, bool aligned) {
+  if (aligned) {
+    const float4 a = __ldg(reinterpret_cast<const float4 *>(p));
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = __ldg(p + j);
+  }
+}
+
+// Rotates chunk c of the rotary dims of a row in place: rotate-half pairs chunk c (dims 8c..8c+7) with chunk
+// c + rot_half/8 for c < rot_half/8; interleaved rotates the 4 pairs inside chunk c for c < rot_half/4. `at(ch)`
+// gives the address of chunk ch of the row; cos/sin point at the row's table row (rot_half floats).
+template <typename T, typename At>
+__device__ __forceinline__ void rope_row_chunk(At at, int c, const float *cos, const float *sin, int rot_half,
+                                               bool interleaved, bool aligned) {
+  if (interleaved) {
+    float cs[4], sn[4];
+    load_f4(cs, cos + c * 4, aligned);
+    load_f4(sn, sin + c * 4, aligned);
+    uint4 *p = at(c);
+    uint4 v = *p;
+    rope_chunk_interleaved<T>(v, cs, sn);
+    *p = v;
+    return;
+  }
+  float cs[8], sn[8];
+  load_f8(cs, cos + c * 8, aligned);
+  load_f8(sn, sin + c * 8, aligned);
+  uint4 *p_lo = at(c), *p_hi = at(c + rot_half / 8);
+  uint4 lo = *p_lo, hi = *p_hi;
+  rope_chunk<T>(lo, hi, cs, sn);
+  *p_lo = lo;
+  *p_hi = hi;
+}
+
+// Work items (chunks to rotate) per row: rot_half/8 chunk pairs (rotate-half) or rot_half/4 chunks (interleaved).
+__host__ __device__ __forceinline__ int rope_items_per_row(int rot_half, bool interleaved) {
+  return interleaved ? rot_half / 4 : rot_half / 8;
+}
+
 // ---- tile movement ---------------------------------------------------------------------------------------
 
 // cp.async of ROWS x HEAD_DIM elements from global rows `row_stride` apart into a swizzled tile; rows at or
@@ -86,23 +138,28 @@ __device__ __forceinline__ void load_tile_async(typename Traits::Element *smem,
 // Rotates rows [0, rows_valid) of a landed tile in place; cos/sin point at the tile's first token row.
 template <typename Traits, int ROWS>
 __device__ __forceinline__ void rotate_tile(typename Traits::Element *smem, const float *cos, const float *sin,
-                                            int rows_valid, int tid) {
+                                            int rows_valid, int tid, int rot_half, bool interleaved) {
   using T = typename Traits::Element;
-  constexpr int H = Traits::kHalfChunks;
+  // cos/sin rows are rot_half floats apart: 16-byte vector loads when the base is aligned (rot_half % 8 == 0).
   const bool aligned = ((reinterpret_cast<uintptr_t>(cos) | reinterpret_cast<uintptr_t>(sin)) & 15u) == 0;
-  const int items = (rows_valid < ROWS ? rows_valid : ROWS) * H;
+  if (!interleaved && rot_half == Traits::kHalf) {  // the default layout, with compile-time chunk counts
+    constexpr int H = Traits::kHalfChunks;
+    const int items = (rows_valid < ROWS ? rows_valid : ROWS) * H;
+    for (int idx = tid; idx < items; idx += Traits::kNThreads) {
+      const int r = idx / H, c = idx % H;
+      const int64_t off = static_cast<int64_t>(r) * Traits::kHalf;
+      rope_row_chunk<T>([&](int ch) { return reinterpret_cast<uint4 *>(smem + Traits::swizzle(r, ch)); }, c,
+                        cos + off, sin + off, Traits::kHalf, false, aligned);
+    }
+    return;
+  }
+  const int per_row = rope_items_per_row(rot_half, interleaved);
+  const int items = (rows_valid < ROWS ? rows_valid : ROWS) * per_row;
   for (int idx = tid; idx < items; idx += Traits::kNThreads) {
-    const int r = idx / H, c = idx % H;
-    uint4 *p_lo = reinterpret_cast<uint4 *>(smem + Traits::swizzle(r, c));
-    uint4 *p_hi = reinterpret_cast<uint4 *>(smem + Traits::swizzle(r, c + H));
-    float cs[8], sn[8];
-    const int64_t off = static_cast<int64_t>(r) * Traits::kHalf + c * Traits::kChunkElems;
-    load_f8(cs, cos + off, aligned);
-    load_f8(sn, sin + off, aligned);
-    uint4 lo = *p_lo, hi = *p_hi;
-    rope_chunk<T>(lo, hi, cs, sn);
-    *p_lo = lo;
-    *p_hi = hi;
+    const int r = idx / per_row, c = idx % per_row;
+    const int64_t off = static_cast<int64_t>(r) * rot_half;
+    rope_row_chunk<T>([&](int ch) { return reinterpret_cast<uint4 *>(smem + Traits::swizzle(r, ch)); }, c,
+                      cos + off, sin + off, rot_half, interleaved, aligned);
   }
 }
 
@@ -170,8 +227,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1) attn_fwd_sm80_kernel(con
   ptx::cp_async_wait<1>();  // Q has landed
   __syncthreads();
   if (p.cos_q != nullptr) {
-    const int64_t row0 = static_cast<int64_t>(q_start + m0) * Traits::kHalf;
-    rotate_tile<Traits, kBlockM>(sQ, p.cos_q + row0, p.sin_q + row0, q_rows, tid);
+    const int64_t row0 = static_cast<int64_t>(q_start + m0) * p.rot_half;
+    rotate_tile<Traits, kBlockM>(sQ, p.cos_q + row0, p.sin_q + row0, q_rows, tid, p.rot_half, p.interleaved != 0);
     __syncthreads();
   }
 
@@ -216,8 +273,9 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1) attn_fwd_sm80_kernel(con
     ptx::cp_async_wait<1>();  // tile nb has landed
     __syncthreads();
     if (p.cos_k != nullptr) {  // in-kernel K rotation (no pre-pass buffer was given)
-      const int64_t row0 = static_cast<int64_t>(k_start + n0) * Traits::kHalf;
-      rotate_tile<Traits, kBlockN>(sK_cur, p.cos_k + row0, p.sin_k + row0, k_len - n0, tid);
+      const int64_t row0 = static_cast<int64_t>(k_start + n0) * p.rot_half;
+      rotate_tile<Traits, kBlockN>(sK_cur, p.cos_k + row0, p.sin_k + row0, k_len - n0, tid, p.rot_half,
+                                   p.interleaved != 0);
       __syncthreads();
     }
 

@@ -275,6 +275,23 @@ std::vector<EntryPoint> entry_points() {
                                                    nullptr);
                      });
                    }}}});
+  eps.push_back({"hope_positions_build_ex",
+                 {{"timed M-RoPE", Expect::kOk, false,
+                   [] {
+                     auto s = segments();
+                     std::vector<float> pos(3 * 13), secs(3, 0.5f);
+                     hope_positions_params_t p{};
+                     p.layout = HOPE_LAYOUT_MROPE_TIMED;
+                     p.seconds_per_grid = secs.data();
+                     p.tokens_per_second = 2.f;
+                     float next;
+                     return measured([&] { return hope_positions_build_ex(&p, s.data(), 3, pos.data(), 13, &next); });
+                   }},
+                  {"NULL params", Expect::kInvalid, false, [] {
+                     auto s = segments();
+                     std::vector<float> pos(3 * 13);
+                     return measured([&] { return hope_positions_build_ex(nullptr, s.data(), 3, pos.data(), 13, nullptr); });
+                   }}}});
   eps.push_back({"hope_positions_generated",
                  {{"four tokens", Expect::kOk, false,
                    [] {
@@ -294,6 +311,17 @@ std::vector<EntryPoint> entry_points() {
         {"merge size does not divide", Expect::kInvalid, false, [] {
            hope_segment_t s;
            return measured([&] { return hope_segment_from_vision_grid(HOPE_SEGMENT_VIDEO, 4, 9, 8, 2, 0.f, &s); });
+         }}}});
+  eps.push_back(
+      {"hope_segment_from_vision_grid_ex",
+       {{"video, temporal merge 2", Expect::kOk, false,
+         [] {
+           hope_segment_t s;
+           return measured([&] { return hope_segment_from_vision_grid_ex(HOPE_SEGMENT_VIDEO, 4, 8, 8, 2, 2, 0.f, &s); });
+         }},
+        {"temporal merge does not divide", Expect::kInvalid, false, [] {
+           hope_segment_t s;
+           return measured([&] { return hope_segment_from_vision_grid_ex(HOPE_SEGMENT_VIDEO, 3, 8, 8, 2, 2, 0.f, &s); });
          }}}});
   eps.push_back({"hope_temporal_scales_select",
                  {{"fixed", Expect::kOk, false,
