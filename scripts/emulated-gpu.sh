@@ -27,6 +27,13 @@ set -e
 source scripts/setup.sh
 set +e
 
+# The emulated build needs the CUDA toolkit's headers (not nvcc, not a GPU).
+if ! { command -v nvcc > /dev/null || [ -f /usr/local/cuda/include/cuda_runtime_api.h ] ||
+       [ -f /usr/include/cuda_runtime_api.h ]; }; then
+  echo "emulated-gpu.sh: no CUDA toolkit headers on this machine: the emulated GPU is skipped"
+  exit 0
+fi
+
 build=${HOPE_EMU_BUILD_DIR:-$repo/build-emu}
 asan_build=${HOPE_EMU_ASAN_BUILD_DIR:-$repo/build-emu-asan}
 schedules=${HOPE_EMU_SCHEDULES:-lockstep forward reverse random}
