@@ -27,10 +27,10 @@ export HOPE_TEST_QUICK=${HOPE_EMU_QUICK:-1}
 
 # name | file | text to replace | replacement | ctest -R filter of the tests that should catch it
 mutations=(
-  "causal-mask-off-by-one|kernels/attention/fwd_kernel.cuh|(p.causal \&\& col > row + causal_shift)|(p.causal \&\& col > row + causal_shift + 1)|AttentionFused"
+  "causal-mask-off-by-one|kernels/attention/fwd_kernel.cuh|(p.causal && col > row + causal_shift)|(p.causal && col > row + causal_shift + 1)|AttentionFused"
   "shallow-wait-group|kernels/attention/fwd_kernel.cuh|ptx::cp_async_wait<1>();  // tile nb has landed|ptx::cp_async_wait<2>();  // tile nb has landed|AttentionFused"
   "missing-stage-barrier|kernels/attention/fwd_kernel.cuh|    __syncthreads();  // every warp is done with this stage before the next iteration refills it|    // (the stage barrier is missing)|AttentionFused"
-  "ldmatrix-lane-mapping|kernels/attention/fwd_kernel.cuh|const int kb_row = (lane \& 7) + (lane >> 4) * 8;|const int kb_row = (lane \& 7) + ((lane >> 3) \& 1) * 8;|AttentionFused"
+  "ldmatrix-lane-mapping|kernels/attention/fwd_kernel.cuh|const int kb_row = (lane & 7) + (lane >> 4) * 8;|const int kb_row = (lane & 7) + ((lane >> 3) & 1) * 8;|AttentionFused"
   "swizzle-read-side-only|kernels/attention/fwd_kernel.cuh|ptx::ldmatrix_x4(a, sQ_addr + 2u * Traits::swizzle(a_row, 2 * kk + a_chunk));|ptx::ldmatrix_x4(a, sQ_addr + 2u * (a_row * kHeadDim + (2 * kk + a_chunk) * 8));|AttentionFused"
   "gqa-head-map|kernels/attention/fwd_kernel.cuh|const int kv_head = head / p.head_group;|const int kv_head = head % p.num_kv_heads;|AttentionFused"
   "rotation-sign|kernels/attention/fwd_kernel.cuh|return __fmaf_rn(x1, c, -__fmul_rn(x2, s));|return __fmaf_rn(x1, c, __fmul_rn(x2, s));|AttentionFused"
@@ -39,7 +39,7 @@ mutations=(
   "kv-append-skipped-slot|kernels/serving/kv_append.cu|    if (slot < 0) continue;|    if (slot <= 0) continue;|KvAppendGpu"
   "merge-weight|kernels/serving/merge.cu|wa = la == -INFINITY ? 0.f : expf(la - m);|wa = la == -INFINITY ? 0.f : expf(lb - m);|MergeStatesGpu"
   "merge-splits-weight|kernels/serving/decode_launch.cu|const float w = exp2f(v - mx);|const float w = exp2f(mx - v);|DecodeGpu"
-  "rope-apply-sign|kernels/rope/apply.cu|dst[0] = from_float<T>(x0 * c - x1 * s);|dst[0] = from_float<T>(x0 * c + x1 * s);|RopeApplyGpu"
+  "rope-apply-sign|kernels/rope/apply.cu|y0[i] = x0[i] * c[u][i] - x1[i] * s[u][i];|y0[i] = x0[i] * c[u][i] + x1[i] * s[u][i];|RopeApplyGpu"
   "unfused-causal-mask|kernels/attention/unfused.cu|if (causal) last = min(last, static_cast<int64_t>(i) + nk - nq);|if (causal) last = min(last, static_cast<int64_t>(i) + nk - nq - 1);|AttentionUnfused"
 )
 if [ -f scripts/mutations-sm90.txt ]; then  # the sm90 kernel's mutations, same format
@@ -58,7 +58,7 @@ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHOPE_EMULATED_DEVICE=ON
   "${launcher[@]+"${launcher[@]}"}" > "$scratch/configure.log" 2>&1 || { cat "$scratch/configure.log"; exit 1; }
 build_tree() { cmake --build "$build" -j"$jobs" --target hope_tests > "$scratch/build.log" 2>&1; }
 run_tests() { # run_tests FILTER SCHEDULE: 0 when every test passed
-  HOPE_EMU_SCHEDULE=$2 ctest --test-dir "$build" -R "$1" -j"$jobs" --timeout 900 > "$scratch/ctest.log" 2>&1
+  HOPE_EMU_SCHEDULE=$2 ctest --test-dir "$build" -R "$1" -j"$jobs" --timeout 900 --output-on-failure > "$scratch/ctest.log" 2>&1
 }
 build_tree || { tail -30 "$scratch/build.log"; echo "mutation-check: the unmutated tree does not build"; exit 1; }
 
