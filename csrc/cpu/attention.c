@@ -18,10 +18,14 @@
 
 #include "kernels.h"
 
-/* Keys per block of the online softmax: S and the K/V panels of a block stay in the core's L2. */
-static int block_keys(int dp) { return dp <= 256 ? 512 : 256; }
+/* Keys per block of the online softmax: the block's K and V panels (128 KiB each) and S stay in the core's L2. */
+static int block_keys(int dp, size_t esz) {
+  if (getenv("TUNE_BK")) return atoi(getenv("TUNE_BK"));
+  const int keys = (int)(131072 / ((size_t)dp * esz)) / HOPEI_KEY_CHUNK * HOPEI_KEY_CHUNK; /* 128 KiB of K */
+  return keys < 64 ? 64 : keys > 512 ? 512 : keys;
+}
 /* Query rows per work item: large enough to reuse each K/V block from L2, small enough to balance. */
-static int block_rows(int64_t max_q) { return max_q >= 2048 ? 128 : 64; }
+static int block_rows(int64_t max_q) { if (getenv("TUNE_BM")) return atoi(getenv("TUNE_BM")); return max_q >= 2048 ? 128 : 64; }
 
 typedef struct {
   int32_t b, head, row0, rows;
@@ -97,17 +101,14 @@ static void pack_kv_range(void *vctx, int64_t begin, int64_t end) {
       const float *sn = p->sin_k != NULL ? p->sin_k + t * (rd / 2) : NULL;
       const char *src = (const char *)p->k + (size_t)(t * p->k_row_stride + (int64_t)h * d) * esz;
       hopei_cpu_rotate_row(src, p->dtype, d, cs, sn, p->rope_pairing, p->rotary_dim, true, rows[i]);
-      if (p->k_rotated != NULL) {
-        const int64_t o = (t * c->hk + h) * (int64_t)d;
-        for (int x = 0; x < d; ++x) hopei_store(p->k_rotated, p->dtype, o + x, rows[i][x]);
-      }
+      if (p->k_rotated != NULL) hopei_store_row(p->k_rotated, p->dtype, (t * c->hk + h) * (int64_t)d, rows[i], d);
       vptr[i] = (const char *)p->v + (size_t)(t * p->v_row_stride + (int64_t)h * d) * esz;
     }
     char *kdst = c->kbuf + (size_t)((int64_t)h * c->total_chunks + gc) * panel;
     char *vdst = c->vbuf + (size_t)((int64_t)h * c->total_chunks + gc) * panel;
     if (c->mode == HOPEI_MODE_BF16) {
       for (int i = 0; i < n; ++i) {
-        for (int x = 0; x < d; ++x) rows16[i][x] = hopei_float_to_bf16(rows[i][x]); /* exact: already rounded */
+        hopei_pack_row(rows[i], d, d, HOPEI_MODE_BF16, rows16[i]);
         kptr[i] = rows16[i];
       }
       c->kern->pack_k_bf16(kptr, n, d, dp, (uint16_t *)kdst);
@@ -134,17 +135,6 @@ static void kv_block(void *vctx, int64_t key0, int n, const void **k, const void
   *v = c->v + (size_t)(key0 / HOPEI_KEY_CHUNK) * c->panel;
 }
 
-static void store_row(void *out, int32_t dtype, int64_t at, const float *x, int d) {
-  switch (dtype) {
-    case HOPE_DTYPE_FLOAT32: memcpy((float *)out + at, x, (size_t)d * sizeof(float)); break;
-    case HOPE_DTYPE_BFLOAT16:
-      for (int i = 0; i < d; ++i) ((uint16_t *)out)[at + i] = hopei_float_to_bf16(x[i]);
-      break;
-    default:
-      for (int i = 0; i < d; ++i) ((uint16_t *)out)[at + i] = hopei_float_to_half(x[i]);
-      break;
-  }
-}
 
 static void process_item(ctx_t *c, const item_t *it, char *scratch) {
   const hope_attention_params_t *p = c->p;
@@ -171,7 +161,7 @@ static void process_item(ctx_t *c, const item_t *it, char *scratch) {
   const int64_t width = (int64_t)c->hq * c->d;
   for (int r = 0; r < it->rows; ++r) {
     const int64_t tok = q0 + it->row0 + r;
-    store_row(p->out, p->dtype, tok * width + (int64_t)it->head * c->d, o + (size_t)r * dp, c->d);
+    hopei_store_row(p->out, p->dtype, tok * width + (int64_t)it->head * c->d, o + (size_t)r * dp, c->d);
     if (p->lse != NULL) p->lse[(int64_t)it->head * c->total_q + tok] = lse[r];
   }
 }
@@ -218,7 +208,7 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
   c.flash.kern = c.kern;
   c.flash.mode = c.mode;
   c.flash.dp = c.dp;
-  c.flash.block_keys = block_keys(c.dp);
+  c.flash.block_keys = block_keys(c.dp, c.esz);
   c.flash.scale = p->softmax_scale;
 
   hope_status_t status = HOPE_SUCCESS;

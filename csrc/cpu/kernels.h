@@ -94,7 +94,8 @@ void hopei_pack_k_f32_generic(const void *const *rows, int n, int32_t dtype, int
 void hopei_pack_v_f32_generic(const void *const *rows, int n, int32_t dtype, int d, int dp, float *dst);
 void hopei_pack_k_bf16_generic(const void *const *rows, int n, int d, int dp, uint16_t *dst);
 void hopei_pack_v_bf16_generic(const void *const *rows, int n, int d, int dp, uint16_t *dst);
-/* One float32 row (d values) into a packed Q row of the mode (dp values, zero padded). */
+/* One float32 row (d values) into a packed row of the mode (dp values, zero padded). In BF16 mode the values
+ * must be bfloat16 values already (as hopei_cpu_rotate_row rounds them): their top halves are kept. */
 void hopei_pack_row(const float *src, int d, int dp, hopei_mode_t mode, void *dst);
 
 /* ---- rotation (rotate.c): THE q/k rotation of the CPU backend (SPEC §4, §8) ---------------------------- */
@@ -107,6 +108,8 @@ void hopei_cpu_rotate_row(const void *src, int32_t dtype, int d, const float *co
                           int32_t pairing, int32_t rotary_dim, bool round_to_dtype, float *dst);
 /* The value x takes once stored in `dtype` and read back. */
 float hopei_round_to_dtype(float x, int32_t dtype);
+/* dst[at .. at + n) (elements of `dtype`) = x rounded to the dtype (nearest even). */
+void hopei_store_row(void *dst, int32_t dtype, int64_t at, const float *x, int n);
 
 /* ---- the online-softmax block (flash.c), shared by prefill and decode ------------------------------- */
 

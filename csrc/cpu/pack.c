@@ -5,9 +5,13 @@
 #include "kernels.h"
 
 void hopei_pack_row(const float *src, int d, int dp, hopei_mode_t mode, void *dst) {
-  if (mode == HOPEI_MODE_BF16) {
+  if (mode == HOPEI_MODE_BF16) { /* src holds bfloat16 values (rounded by the rotation): keep the top halves */
     uint16_t *o = (uint16_t *)dst;
-    for (int i = 0; i < d; ++i) o[i] = hopei_float_to_bf16(src[i]);
+    for (int i = 0; i < d; ++i) {
+      uint32_t u;
+      memcpy(&u, src + i, sizeof u);
+      o[i] = (uint16_t)(u >> 16);
+    }
     for (int i = d; i < dp; ++i) o[i] = 0;
   } else {
     float *o = (float *)dst;

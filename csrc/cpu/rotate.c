@@ -6,6 +6,30 @@
 
 #include "kernels.h"
 
+/* bfloat16 rounding (nearest even; NaN stays a quiet NaN) written so the loops below vectorise. */
+static inline uint32_t bf16_round_bits(uint32_t u) {
+  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  return (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : r;
+}
+
+void hopei_store_row(void *dst, int32_t dtype, int64_t at, const float *x, int n) {
+  switch (dtype) {
+    case HOPE_DTYPE_FLOAT32: memcpy((float *)dst + at, x, (size_t)n * sizeof(float)); break;
+    case HOPE_DTYPE_BFLOAT16: {
+      uint16_t *o = (uint16_t *)dst + at;
+      for (int i = 0; i < n; ++i) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        o[i] = (uint16_t)(bf16_round_bits(u) >> 16);
+      }
+      break;
+    }
+    default:
+      for (int i = 0; i < n; ++i) ((uint16_t *)dst)[at + i] = hopei_float_to_half(x[i]);
+      break;
+  }
+}
+
 float hopei_round_to_dtype(float x, int32_t dtype) {
   switch (dtype) {
     case HOPE_DTYPE_FLOAT16: return hopei_half_to_float(hopei_float_to_half(x));
@@ -57,6 +81,14 @@ void hopei_cpu_rotate_row(const void *src, int32_t dtype, int d, const float *co
     }
   }
   for (int i = r; i < d; ++i) dst[i] = x[i];
-  if (round_to_dtype && dtype != HOPE_DTYPE_FLOAT32)
+  if (round_to_dtype && dtype == HOPE_DTYPE_BFLOAT16) {
+    for (int i = 0; i < r; ++i) {
+      uint32_t u;
+      memcpy(&u, dst + i, sizeof u);
+      u = bf16_round_bits(u);
+      memcpy(dst + i, &u, sizeof u);
+    }
+  } else if (round_to_dtype && dtype == HOPE_DTYPE_FLOAT16) {
     for (int i = 0; i < r; ++i) dst[i] = hopei_round_to_dtype(dst[i], dtype);
+  }
 }

@@ -39,7 +39,7 @@ static void kv_append_range(void *ctx, int64_t begin, int64_t end) {
       const float *sn = p->sin_k != NULL ? p->sin_k + t * half : NULL;
       hopei_cpu_rotate_row((const char *)p->k + (size_t)(t * p->k_row_stride + (int64_t)h * d) * esz, dt, d, cs, sn,
                            p->rope_pairing, p->rotary_dim, false, row);
-      for (int32_t i = 0; i < d; ++i) hopei_store(c->k_pages, dt, dst + i, row[i]);
+      hopei_store_row(c->k_pages, dt, dst, row, d);
       memcpy((char *)c->v_pages + (size_t)dst * esz,
              (const char *)p->v + (size_t)(t * p->v_row_stride + (int64_t)h * d) * esz, (size_t)d * esz);
     }
@@ -55,6 +55,8 @@ hope_status_t hopei_kv_append_cpu(const hope_kv_append_params_t *p) {
 
 /* Keys per block: 16 pages of 16 tokens; the block's panels and S stay in L1/L2. */
 #define DECODE_BLOCK_KEYS 256
+/* How far ahead of the packing the page rows are prefetched. */
+#define DECODE_PREFETCH_KEYS 64
 /* Query rows per pass over the keys (a group larger than this reads its keys more than once). */
 #define DECODE_MAX_ROWS 64
 
@@ -78,6 +80,7 @@ typedef struct {
 typedef struct {
   const decode_ctx_t *ctx;
   const int32_t *table;   /* the sequence's page table row */
+  int64_t end;            /* the task's last key + 1 */
   int32_t h;
   char *kp, *vp;          /* panels of one block */
 } gather_t;
@@ -97,6 +100,17 @@ static void gather_block(void *vg, int64_t key0, int n, const void **k, const vo
       const size_t at = (size_t)(slot * cache->num_kv_heads + g->h) * row_bytes;
       krows[i] = (const char *)cache->k_pages + at;
       vrows[i] = (const char *)cache->v_pages + at;
+    }
+    /* The pages are scattered, so the hardware prefetchers lose the stream at every page: ask for the rows
+     * DECODE_PREFETCH_KEYS ahead while this chunk is packed, so that many misses are in flight at once. */
+    for (int64_t key = key0 + j + DECODE_PREFETCH_KEYS; key < key0 + j + DECODE_PREFETCH_KEYS + m && key < g->end;
+         ++key) {
+      const int64_t slot = (int64_t)g->table[key / ps] * ps + key % ps;
+      const size_t at = (size_t)(slot * cache->num_kv_heads + g->h) * row_bytes;
+      for (size_t line = 0; line < row_bytes; line += 64) {
+        __builtin_prefetch((const char *)cache->k_pages + at + line, 0, 3);
+        __builtin_prefetch((const char *)cache->v_pages + at + line, 0, 3);
+      }
     }
     char *kd = g->kp + (size_t)(j / HOPEI_KEY_CHUNK) * panel, *vd = g->vp + (size_t)(j / HOPEI_KEY_CHUNK) * panel;
     if (c->mode == HOPEI_MODE_BF16) {
@@ -144,6 +158,7 @@ static void decode_task(const decode_ctx_t *c, int64_t task, char *scratch) {
   /* page_table may be NULL when max_pages_per_seq is 0 (then len is 0 and no page is read) */
   g.table = p->page_table != NULL ? p->page_table + (int64_t)b * p->max_pages_per_seq : NULL;
   g.h = h;
+  g.end = end;
   g.kp = qpack + (size_t)DECODE_MAX_ROWS * dp * c->esz;
   g.vp = g.kp + (size_t)DECODE_BLOCK_KEYS * dp * c->esz;
   float *o = (float *)(g.vp + (size_t)DECODE_BLOCK_KEYS * dp * c->esz);
@@ -173,7 +188,7 @@ static void decode_task(const decode_ctx_t *c, int64_t task, char *scratch) {
       const float *orow = o + (size_t)r * dp;
       if (splits == 1) {
         const int64_t ob = (token * hq + j) * d;
-        for (int32_t i = 0; i < d; ++i) hopei_store(p->out, dt, ob + i, orow[i]);
+        hopei_store_row(p->out, dt, ob, orow, d);
         if (p->lse != NULL) p->lse[(int64_t)j * c->total_q + token] = lse[r];
       } else {
         const int64_t prow = ((int64_t)s * c->rows + (int64_t)b * p->max_seqlen_q + qi) * hq + j;
@@ -232,7 +247,8 @@ static void decode_merge_range(void *vctx, int64_t begin, int64_t end) {
       for (int32_t i = 0; i < d; ++i) acc[i] += w * po[i];
     }
     const float inv = 1.f / wsum;
-    for (int32_t i = 0; i < d; ++i) hopei_store(p->out, dt, ob + i, acc[i] * inv);
+    for (int32_t i = 0; i < d; ++i) acc[i] *= inv;
+    hopei_store_row(p->out, dt, ob, acc, d);
     if (p->lse != NULL) p->lse[(int64_t)j * ctx->total_q + token] = mx + logf(wsum);
   }
 }
