@@ -3,12 +3,14 @@
  * Receives parameters validated and resolved by csrc/attention.c (strides non-zero, softmax_scale > 0,
  * cu_seqlens checked, sizes known to fit). Two passes over hopei_parallel_for threads:
  *  1. Packing. Every q row is rotated once (hopei_cpu_rotate_row; rounded to the dtype in a float16/bfloat16
- *     attention, SPEC §4) into a packed row [q head][token][dp]. Every chunk of 16 keys of one kv head is
- *     rotated once into a K panel and its values converted into a V panel (layouts in kernels.h), shared by
- *     all query heads of that kv head. k_rotated, when asked for, is written here.
- *  2. Attention. Work items are (sequence, query head, block of query rows), taken most expensive first from
- *     an atomic counter, so the long rows of a causal sequence start early and no core idles at the end. Each
- *     runs hopei_flash_rows over its keys in blocks of a fixed size.
+ *     attention, SPEC §4) into a packed row [kv head][token][query head of the group][dp], so that the rows
+ *     of all query heads sharing a kv head lie one dp apart. Every chunk of 16 keys of one kv head is rotated
+ *     once into a K panel and its values converted into a V panel (layouts in kernels.h). k_rotated, when
+ *     asked for, is written here.
+ *  2. Attention. Work items are (sequence, kv head, block of query tokens) with the rows of all the kv head's
+ *     query heads stacked, so each block of K/V brought into L2 serves the whole GQA group. Items are taken
+ *     most expensive first from an atomic counter, so the long rows of a causal sequence start early and no
+ *     core idles at the end. Each runs hopei_flash_rows over its keys in blocks of a fixed size.
  * Every row's arithmetic depends only on the call's shapes (block sizes come from the lengths, never from
  * the thread count) and is reduced in a fixed order: the result is bit-identical for any HOPE_NUM_THREADS.
  * Rows with no visible key (causal with Nq > Nk, or Nk = 0) get out = 0 and lse = -inf. */
@@ -24,12 +26,16 @@ static int block_keys(int dp, size_t esz) {
   const int keys = (int)(131072 / ((size_t)dp * esz)) / HOPEI_KEY_CHUNK * HOPEI_KEY_CHUNK; /* 128 KiB of K */
   return keys < 64 ? 64 : keys > 512 ? 512 : keys;
 }
-/* Query rows per work item: large enough to reuse each K/V block from L2, small enough to balance. */
-static int block_rows(int64_t max_q) { if (getenv("TUNE_BM")) return atoi(getenv("TUNE_BM")); return max_q >= 2048 ? 128 : 64; }
+/* Query tokens per work item: about 64 (128 for long sequences) stacked rows of the GQA group, enough to reuse
+ * each K/V block from L2, few enough to balance the threads. */
+static int block_tokens(int64_t max_q, int group) {
+  const int rows = max_q >= 2048 ? 128 : 64;
+  return rows / group > 0 ? rows / group : 1;
+}
 
 typedef struct {
-  int32_t b, head, row0, rows;
-  int64_t cost; /* query rows x visible keys */
+  int32_t b, kvh, row0, rows; /* rows: query tokens */
+  int64_t cost;               /* query tokens x visible keys */
 } item_t;
 
 typedef struct {
@@ -44,7 +50,7 @@ typedef struct {
   char *qbuf, *kbuf, *vbuf;   /* packed q rows, K panels, V panels */
   /* attention */
   hopei_flash_cfg_t flash;
-  int bm;
+  int bm;                     /* query tokens per item; bm * group rows */
   const item_t *items;
   int64_t num_items;
   atomic_llong next;
@@ -56,7 +62,7 @@ static int cmp_items(const void *a, const void *b) {
   const item_t *x = (const item_t *)a, *y = (const item_t *)b;
   if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
   if (x->b != y->b) return x->b < y->b ? -1 : 1;
-  if (x->head != y->head) return x->head < y->head ? -1 : 1;
+  if (x->kvh != y->kvh) return x->kvh < y->kvh ? -1 : 1;
   return x->row0 < y->row0 ? -1 : x->row0 > y->row0;
 }
 
@@ -74,7 +80,8 @@ static void pack_q_range(void *vctx, int64_t begin, int64_t end) {
     for (int j = 0; j < c->hq; ++j) {
       const char *src = (const char *)p->q + (size_t)(t * p->q_row_stride + (int64_t)j * d) * esz;
       hopei_cpu_rotate_row(src, p->dtype, d, cs, sn, p->rope_pairing, p->rotary_dim, true, row);
-      hopei_pack_row(row, d, c->dp, c->mode, c->qbuf + (size_t)((int64_t)j * c->total_q + t) * c->dp * c->esz);
+      const int64_t at = ((int64_t)(j / c->group) * c->total_q + t) * c->group + j % c->group;
+      hopei_pack_row(row, d, c->dp, c->mode, c->qbuf + (size_t)at * c->dp * c->esz);
     }
   }
 }
@@ -138,31 +145,35 @@ static void kv_block(void *vctx, int64_t key0, int n, const void **k, const void
 
 static void process_item(ctx_t *c, const item_t *it, char *scratch) {
   const hope_attention_params_t *p = c->p;
-  const int dp = c->dp, kvh = it->head / c->group;
+  const int dp = c->dp, group = c->group, rows = it->rows * group;
   const int64_t q0 = p->cu_seqlens_q[it->b], nq = p->cu_seqlens_q[it->b + 1] - q0;
   const int64_t nk = (int64_t)p->cu_seqlens_k[it->b + 1] - p->cu_seqlens_k[it->b];
-  float *o = (float *)scratch;                         /* [bm][dp] */
-  float *lse = o + (size_t)c->bm * dp;                 /* [bm] */
-  int64_t *last = (int64_t *)(lse + c->bm + (c->bm & 1)); /* [bm] */
-  void *fscratch = (char *)scratch + c->scratch_bytes - hopei_flash_scratch_bytes(&c->flash, c->bm);
+  const int max_rows = c->bm * group;
+  float *o = (float *)scratch;                               /* [rows][dp] */
+  float *lse = o + (size_t)max_rows * dp;                    /* [rows] */
+  int64_t *last = (int64_t *)(lse + max_rows + (max_rows & 1)); /* [rows] */
+  void *fscratch = (char *)scratch + c->scratch_bytes - hopei_flash_scratch_bytes(&c->flash, max_rows);
   int64_t key_end = 0;
-  for (int r = 0; r < it->rows; ++r) {
-    int64_t lr = nk - 1;
-    if (p->causal && it->row0 + r + nk - nq < lr) lr = it->row0 + r + nk - nq;
-    last[r] = lr < -1 ? -1 : lr;
-    if (last[r] + 1 > key_end) key_end = last[r] + 1;
+  for (int t = 0; t < it->rows; ++t) {
+    int64_t lt = nk - 1;
+    if (p->causal && it->row0 + t + nk - nq < lt) lt = it->row0 + t + nk - nq;
+    if (lt < -1) lt = -1;
+    for (int g = 0; g < group; ++g) last[t * group + g] = lt;
+    if (lt + 1 > key_end) key_end = lt + 1;
   }
   const size_t panel = (size_t)HOPEI_KEY_CHUNK * dp * c->esz;
-  const size_t kv_off = (size_t)((int64_t)kvh * c->total_chunks + c->chunk_off[it->b]) * panel;
+  const size_t kv_off = (size_t)((int64_t)it->kvh * c->total_chunks + c->chunk_off[it->b]) * panel;
   kv_ctx_t kv = {c->kbuf + kv_off, c->vbuf + kv_off, panel};
-  const char *q = c->qbuf + (size_t)((int64_t)it->head * c->total_q + q0 + it->row0) * dp * c->esz;
-  hopei_flash_rows(&c->flash, q, dp, it->rows, last, 0, key_end, kv_block, &kv, fscratch, o, dp, lse);
+  const int64_t qrow0 = ((int64_t)it->kvh * c->total_q + q0 + it->row0) * group;
+  hopei_flash_rows(&c->flash, c->qbuf + (size_t)qrow0 * dp * c->esz, dp, rows, last, 0, key_end, kv_block, &kv,
+                   fscratch, o, dp, lse);
 
   const int64_t width = (int64_t)c->hq * c->d;
-  for (int r = 0; r < it->rows; ++r) {
-    const int64_t tok = q0 + it->row0 + r;
-    hopei_store_row(p->out, p->dtype, tok * width + (int64_t)it->head * c->d, o + (size_t)r * dp, c->d);
-    if (p->lse != NULL) p->lse[(int64_t)it->head * c->total_q + tok] = lse[r];
+  for (int r = 0; r < rows; ++r) {
+    const int64_t tok = q0 + it->row0 + r / group;
+    const int head = it->kvh * group + r % group;
+    hopei_store_row(p->out, p->dtype, tok * width + (int64_t)head * c->d, o + (size_t)r * dp, c->d);
+    if (p->lse != NULL) p->lse[(int64_t)head * c->total_q + tok] = lse[r];
   }
 }
 
@@ -204,7 +215,7 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
     const int64_t nq = (int64_t)p->cu_seqlens_q[b + 1] - p->cu_seqlens_q[b];
     if (nq > max_q) max_q = nq;
   }
-  c.bm = block_rows(max_q);
+  c.bm = block_tokens(max_q, c.group);
   c.flash.kern = c.kern;
   c.flash.mode = c.mode;
   c.flash.dp = c.dp;
@@ -224,7 +235,7 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
       const int64_t nk = (int64_t)p->cu_seqlens_k[b + 1] - p->cu_seqlens_k[b];
       const int64_t nq = (int64_t)p->cu_seqlens_q[b + 1] - p->cu_seqlens_q[b];
       chunk_off[b + 1] = chunk_off[b] + (nk + HOPEI_KEY_CHUNK - 1) / HOPEI_KEY_CHUNK;
-      num_items += (nq + c.bm - 1) / c.bm * c.hq;
+      num_items += (nq + c.bm - 1) / c.bm * c.hk;
     }
     c.total_chunks = chunk_off[p->batch];
   }
@@ -232,8 +243,9 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
   int64_t workers = hopei_num_threads();
   if (workers > num_items) workers = num_items;
   if (workers < 1) workers = 1;
-  c.scratch_bytes = ((size_t)c.bm * c.dp * sizeof(float) + (size_t)(c.bm + 1) * sizeof(float) +
-                     (size_t)c.bm * sizeof(int64_t) + 63) / 64 * 64 + hopei_flash_scratch_bytes(&c.flash, c.bm);
+  const size_t max_rows = (size_t)c.bm * c.group;
+  c.scratch_bytes = (max_rows * c.dp * sizeof(float) + (max_rows + 1) * sizeof(float) + max_rows * sizeof(int64_t) +
+                     63) / 64 * 64 + hopei_flash_scratch_bytes(&c.flash, (int)max_rows);
   chunk_seq = (int32_t *)malloc((size_t)(c.total_chunks > 0 ? c.total_chunks : 1) * sizeof(int32_t));
   items = (item_t *)malloc((size_t)(num_items > 0 ? num_items : 1) * sizeof(item_t));
   c.qbuf = (char *)alloc_aligned((size_t)c.total_q * c.hq * c.dp * c.esz);
@@ -273,10 +285,10 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
         int64_t keys = nk; /* visible keys of the block's last row (causal), all otherwise */
         if (p->causal) keys = r0 + rows + nk - nq;
         keys = keys < 0 ? 0 : keys > nk ? nk : keys;
-        for (int j = 0; j < c.hq; ++j) {
+        for (int h = 0; h < c.hk; ++h) {
           item_t *it = &items[n++];
           it->b = b;
-          it->head = j;
+          it->kvh = h;
           it->row0 = (int32_t)r0;
           it->rows = rows;
           it->cost = (int64_t)rows * (keys + 16); /* + writing the rows */
