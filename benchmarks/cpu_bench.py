@@ -22,7 +22,7 @@ PyTorch is optional: without it the script says so and times hope_attn alone (in
 `pip install torch --index-url https://download.pytorch.org/whl/cpu`). matplotlib is optional (the PNG).
 
 Writes cpu_bench.json, cpu_bench.md and (with matplotlib) cpu_bench.png into --out (default
-benchmarks/results/). The library: $HOPE_ATTN_LIBRARY, else build/libhope_attn.so.
+benchmarks/results/). The library: $HOPE_ATTN_LIBRARY, else build-gpu/ or build/libhope_attn.so.
 
   python3 benchmarks/cpu_bench.py                              # everything (about 20-30 minutes on 2 cores)
   python3 benchmarks/cpu_bench.py --tokens 4096,8192 --no-decode
@@ -42,66 +42,23 @@ import sys
 import threading
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from _common import REPO, AttentionParams, DecodeParams, PagedKV, check, find_library, load_library  # noqa: E402
+
 HOPE_BACKEND_CPU = 1
 HOPE_DTYPE_BFLOAT16, HOPE_DTYPE_FLOAT32 = 1, 2
 HQ, DIM, PAGE, DECODE_HK = 8, 128, 16, 2
 
 
-class AttentionParams(ctypes.Structure):
-    """Mirror of hope_attention_params_t (include/hope_attn.h, version 0.2)."""
-    _fields_ = [
-        ("backend", ctypes.c_int32), ("dtype", ctypes.c_int32), ("batch", ctypes.c_int32),
-        ("num_q_heads", ctypes.c_int32), ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
-        ("cu_seqlens_q", ctypes.c_void_p), ("cu_seqlens_k", ctypes.c_void_p),
-        ("max_seqlen_q", ctypes.c_int32), ("max_seqlen_k", ctypes.c_int32),
-        ("q", ctypes.c_void_p), ("k", ctypes.c_void_p), ("v", ctypes.c_void_p),
-        ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
-        ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p), ("cos_k", ctypes.c_void_p), ("sin_k", ctypes.c_void_p),
-        ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32),
-        ("q_row_stride", ctypes.c_int64), ("k_row_stride", ctypes.c_int64), ("v_row_stride", ctypes.c_int64),
-        ("k_rotated", ctypes.c_void_p), ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),
-    ]
-
-
-class PagedKV(ctypes.Structure):
-    """Mirror of hope_paged_kv_t."""
-    _fields_ = [
-        ("dtype", ctypes.c_int32), ("num_pages", ctypes.c_int32), ("page_size", ctypes.c_int32),
-        ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
-        ("k_pages", ctypes.c_void_p), ("v_pages", ctypes.c_void_p),
-    ]
-
-
-class DecodeParams(ctypes.Structure):
-    """Mirror of hope_decode_params_t (version 0.2)."""
-    _fields_ = [
-        ("backend", ctypes.c_int32), ("cache", PagedKV),
-        ("batch", ctypes.c_int32), ("num_q_heads", ctypes.c_int32),
-        ("cu_seqlens_q", ctypes.c_void_p), ("max_seqlen_q", ctypes.c_int32),
-        ("seq_lens", ctypes.c_void_p), ("max_seqlen_k", ctypes.c_int32),
-        ("page_table", ctypes.c_void_p), ("max_pages_per_seq", ctypes.c_int32),
-        ("q", ctypes.c_void_p), ("q_row_stride", ctypes.c_int64),
-        ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
-        ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p),
-        ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32), ("num_splits", ctypes.c_int32),
-        ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),
-    ]
-
-
-def load_library():
-    env = os.environ.get("HOPE_ATTN_LIBRARY")
-    path = pathlib.Path(env) if env else REPO / "build" / "libhope_attn.so"
-    lib = ctypes.CDLL(str(path))
-    lib.hope_last_error.restype = ctypes.c_char_p
-    for name in ("hope_attention_forward", "hope_decode_workspace_size", "hope_decode_forward"):
-        getattr(lib, name).restype = ctypes.c_int
-    return lib, path
-
-
-def check(lib, status, what):
-    if status != 0:
-        raise RuntimeError(f"{what}: status {status}: {lib.hope_last_error().decode()}")
+def load():
+    """The library ($HOPE_ATTN_LIBRARY, else build-gpu/ or build/) with the entry points declared."""
+    path = find_library()
+    if path is None:
+        sys.exit("cpu_bench: libhope_attn.so not found (build it, or set HOPE_ATTN_LIBRARY)")
+    args = [("hope_attention_forward", [ctypes.POINTER(AttentionParams), ctypes.c_void_p]),
+            ("hope_decode_workspace_size", [ctypes.POINTER(DecodeParams), ctypes.POINTER(ctypes.c_size_t)]),
+            ("hope_decode_forward", [ctypes.POINTER(DecodeParams), ctypes.c_void_p, ctypes.c_size_t,
+                                     ctypes.c_void_p])]
+    return load_library(path, args), path
 
 
 def ptr(a):
@@ -416,7 +373,7 @@ def main():
         except ImportError:
             print("cpu_bench: PyTorch not installed: timing hope_attn alone (pip install torch --index-url "
                   "https://download.pytorch.org/whl/cpu)", file=sys.stderr)
-    lib, lib_path = load_library()
+    lib, lib_path = load()
     cpu = platform.processor() or "cpu"
     try:
         for line in open("/proc/cpuinfo"):
