@@ -188,8 +188,9 @@ static hope_status_t plan_decode(const char *fn, const hope_decode_params_t *r, 
             splits = (int32_t)s;
           }
         }
-      } else if (base < units) {
-        int64_t want = (units + base - 1) / base;
+      } else if (base < 2 * units) {
+        /* CPU: at least two tasks per thread, so the atomic task queue can even out uneven progress */
+        int64_t want = (2 * units + base - 1) / base;
         if (want > max_splits) want = max_splits;
         splits = want < 1 ? 1 : (int32_t)want;
       }

@@ -22,7 +22,6 @@
 
 /* Keys per block of the online softmax: the block's K and V panels (128 KiB each) and S stay in the core's L2. */
 static int block_keys(int dp, size_t esz) {
-  if (getenv("TUNE_BK")) return atoi(getenv("TUNE_BK"));
   const int keys = (int)(131072 / ((size_t)dp * esz)) / HOPEI_KEY_CHUNK * HOPEI_KEY_CHUNK; /* 128 KiB of K */
   return keys < 64 ? 64 : keys > 512 ? 512 : keys;
 }
