@@ -286,6 +286,11 @@ std::vector<AttnCase> make_cases() {
   c.dtype = HOPE_DTYPE_FLOAT32, c.head_dim = 128, c.hq = 16, c.hk = 16, c.causal = false, c.lens_q = {1};
   c.lens_k = {300}, c.tag = "q1k300_decode";
   add(c);
+  // A GQA group wider than one work item's rows (130 query heads per kv head).
+  c = AttnCase();
+  c.dtype = HOPE_DTYPE_BFLOAT16, c.head_dim = 32, c.hq = 130, c.hk = 1, c.causal = true, c.lens_q = {3, 1};
+  c.lens_k = {20, 1}, c.tag = "q3_1k20_1";
+  add(c);
   // Every sequence empty of keys: all rows masked.
   c = AttnCase();
   c.dtype = HOPE_DTYPE_BFLOAT16, c.head_dim = 64, c.hq = 4, c.hk = 2, c.causal = false, c.lens_q = {5, 2};
@@ -466,6 +471,25 @@ TEST(AttentionCpuThreads, BitIdenticalForAnyThreadCount) {
       }
     }
   }
+}
+
+// Empty sequences with a huge head count: nothing to compute, so nothing proportional to the heads is allocated
+// (a fuzzer finding: the per-thread scratch once grew with the GQA group).
+TEST(AttentionCpuEdges, EmptySequencesWithManyHeads) {
+  const std::vector<int32_t> cu = {0, 0, 0, 0};
+  float dummy[4] = {0.f, 0.f, 0.f, 0.f};
+  hope_attention_params_t p{};
+  std::memset(&p, 0, sizeof p);
+  p.backend = HOPE_BACKEND_CPU;
+  p.dtype = HOPE_DTYPE_FLOAT16;
+  p.batch = 3;
+  p.num_q_heads = 50387196;
+  p.num_kv_heads = 1;
+  p.head_dim = 32;
+  p.cu_seqlens_q = p.cu_seqlens_k = cu.data();
+  p.q = p.k = p.v = dummy;
+  p.out = dummy;
+  EXPECT_HOPE_OK(hope_attention_forward(&p, nullptr));
 }
 
 // HOPE_CPU_ISA names a path: anything else is refused with a message, never ignored.

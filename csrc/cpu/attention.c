@@ -25,16 +25,20 @@ static int block_keys(int dp, size_t esz) {
   const int keys = (int)(131072 / ((size_t)dp * esz)) / HOPEI_KEY_CHUNK * HOPEI_KEY_CHUNK; /* 128 KiB of K */
   return keys < 64 ? 64 : keys > 512 ? 512 : keys;
 }
+/* Most rows one work item stacks. */
+#define MAX_ITEM_ROWS 128
 /* Query tokens per work item: about 64 (128 for long sequences) stacked rows of the GQA group, enough to reuse
- * each K/V block from L2, few enough to balance the threads. */
+ * each K/V block from L2, few enough to balance the threads. A group above MAX_ITEM_ROWS heads is cut into
+ * items of one token and MAX_ITEM_ROWS heads. */
 static int block_tokens(int64_t max_q, int group) {
-  const int rows = max_q >= 2048 ? 128 : 64;
+  const int rows = max_q >= 2048 ? MAX_ITEM_ROWS : MAX_ITEM_ROWS / 2;
   return rows / group > 0 ? rows / group : 1;
 }
 
 typedef struct {
   int32_t b, kvh, row0, rows; /* rows: query tokens */
-  int64_t cost;               /* query tokens x visible keys */
+  int32_t g0, ng;             /* query heads g0 .. g0 + ng - 1 of the kv head's group (all unless > 128) */
+  int64_t cost;               /* query rows x visible keys */
 } item_t;
 
 typedef struct {
@@ -49,7 +53,8 @@ typedef struct {
   char *qbuf, *kbuf, *vbuf;   /* packed q rows, K panels, V panels */
   /* attention */
   hopei_flash_cfg_t flash;
-  int bm;                     /* query tokens per item; bm * group rows */
+  int bm;                     /* query tokens per item */
+  int ng;                     /* query heads per item: the group, or MAX_ITEM_ROWS of it (then bm = 1) */
   const item_t *items;
   int64_t num_items;
   atomic_llong next;
@@ -62,6 +67,7 @@ static int cmp_items(const void *a, const void *b) {
   if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
   if (x->b != y->b) return x->b < y->b ? -1 : 1;
   if (x->kvh != y->kvh) return x->kvh < y->kvh ? -1 : 1;
+  if (x->g0 != y->g0) return x->g0 < y->g0 ? -1 : 1;
   return x->row0 < y->row0 ? -1 : x->row0 > y->row0;
 }
 
@@ -144,10 +150,10 @@ static void kv_block(void *vctx, int64_t key0, int n, const void **k, const void
 
 static void process_item(ctx_t *c, const item_t *it, char *scratch) {
   const hope_attention_params_t *p = c->p;
-  const int dp = c->dp, group = c->group, rows = it->rows * group;
+  const int dp = c->dp, group = c->group, ng = it->ng, rows = it->rows * ng;
   const int64_t q0 = p->cu_seqlens_q[it->b], nq = p->cu_seqlens_q[it->b + 1] - q0;
   const int64_t nk = (int64_t)p->cu_seqlens_k[it->b + 1] - p->cu_seqlens_k[it->b];
-  const int max_rows = c->bm * group;
+  const int max_rows = c->bm * c->ng;
   float *o = (float *)scratch;                               /* [rows][dp] */
   float *lse = o + (size_t)max_rows * dp;                    /* [rows] */
   int64_t *last = (int64_t *)(lse + max_rows + (max_rows & 1)); /* [rows] */
@@ -157,20 +163,21 @@ static void process_item(ctx_t *c, const item_t *it, char *scratch) {
     int64_t lt = nk - 1;
     if (p->causal && it->row0 + t + nk - nq < lt) lt = it->row0 + t + nk - nq;
     if (lt < -1) lt = -1;
-    for (int g = 0; g < group; ++g) last[t * group + g] = lt;
+    for (int g = 0; g < ng; ++g) last[t * ng + g] = lt;
     if (lt + 1 > key_end) key_end = lt + 1;
   }
   const size_t panel = (size_t)HOPEI_KEY_CHUNK * dp * c->esz;
   const size_t kv_off = (size_t)((int64_t)it->kvh * c->total_chunks + c->chunk_off[it->b]) * panel;
   kv_ctx_t kv = {c->kbuf + kv_off, c->vbuf + kv_off, panel};
-  const int64_t qrow0 = ((int64_t)it->kvh * c->total_q + q0 + it->row0) * group;
+  /* rows one dp apart: all heads of the group for bm tokens, or ng heads of one token */
+  const int64_t qrow0 = ((int64_t)it->kvh * c->total_q + q0 + it->row0) * group + it->g0;
   hopei_flash_rows(&c->flash, c->qbuf + (size_t)qrow0 * dp * c->esz, dp, rows, last, 0, key_end, kv_block, &kv,
                    fscratch, o, dp, lse);
 
   const int64_t width = (int64_t)c->hq * c->d;
   for (int r = 0; r < rows; ++r) {
-    const int64_t tok = q0 + it->row0 + r / group;
-    const int head = it->kvh * group + r % group;
+    const int64_t tok = q0 + it->row0 + r / ng;
+    const int head = it->kvh * group + it->g0 + r % ng;
     hopei_store_row(p->out, p->dtype, tok * width + (int64_t)head * c->d, o + (size_t)r * dp, c->d);
     if (p->lse != NULL) p->lse[(int64_t)head * c->total_q + tok] = lse[r];
   }
@@ -215,6 +222,8 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
     if (nq > max_q) max_q = nq;
   }
   c.bm = block_tokens(max_q, c.group);
+  c.ng = c.group < MAX_ITEM_ROWS ? c.group : MAX_ITEM_ROWS;
+  const int64_t head_chunks = (c.group + c.ng - 1) / c.ng;
   c.flash.kern = c.kern;
   c.flash.mode = c.mode;
   c.flash.dp = c.dp;
@@ -234,15 +243,15 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
       const int64_t nk = (int64_t)p->cu_seqlens_k[b + 1] - p->cu_seqlens_k[b];
       const int64_t nq = (int64_t)p->cu_seqlens_q[b + 1] - p->cu_seqlens_q[b];
       chunk_off[b + 1] = chunk_off[b] + (nk + HOPEI_KEY_CHUNK - 1) / HOPEI_KEY_CHUNK;
-      num_items += (nq + c.bm - 1) / c.bm * c.hk;
+      num_items += (nq + c.bm - 1) / c.bm * c.hk * head_chunks;
     }
     c.total_chunks = chunk_off[p->batch];
   }
   const size_t panel = (size_t)HOPEI_KEY_CHUNK * c.dp * c.esz;
   int64_t workers = hopei_num_threads();
   if (workers > num_items) workers = num_items;
-  if (workers < 1) workers = 1;
-  const size_t max_rows = (size_t)c.bm * c.group;
+  if (workers < 0) workers = 0; /* no query row: no attention scratch */
+  const size_t max_rows = (size_t)c.bm * c.ng;
   c.scratch_bytes = (max_rows * c.dp * sizeof(float) + (max_rows + 1) * sizeof(float) + max_rows * sizeof(int64_t) +
                      63) / 64 * 64 + hopei_flash_scratch_bytes(&c.flash, (int)max_rows);
   chunk_seq = (int32_t *)malloc((size_t)(c.total_chunks > 0 ? c.total_chunks : 1) * sizeof(int32_t));
@@ -250,9 +259,9 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
   c.qbuf = (char *)alloc_aligned((size_t)c.total_q * c.hq * c.dp * c.esz);
   c.kbuf = (char *)alloc_aligned((size_t)c.total_chunks * c.hk * panel);
   c.vbuf = (char *)alloc_aligned((size_t)c.total_chunks * c.hk * panel);
-  c.scratch = (char *)alloc_aligned((size_t)workers * c.scratch_bytes);
+  c.scratch = workers > 0 ? (char *)alloc_aligned((size_t)workers * c.scratch_bytes) : NULL;
   if (chunk_off == NULL || chunk_seq == NULL || items == NULL || c.qbuf == NULL || c.kbuf == NULL ||
-      c.vbuf == NULL || c.scratch == NULL) {
+      c.vbuf == NULL || (workers > 0 && c.scratch == NULL)) {
     status = hopei_fail(HOPE_ERROR_OUT_OF_MEMORY,
                         "%s: could not allocate the CPU backend's packed copies of q, k and v (%lld query and %lld "
                         "key tokens, head_dim %d)", fn, (long long)c.total_q,
@@ -284,14 +293,17 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
         int64_t keys = nk; /* visible keys of the block's last row (causal), all otherwise */
         if (p->causal) keys = r0 + rows + nk - nq;
         keys = keys < 0 ? 0 : keys > nk ? nk : keys;
-        for (int h = 0; h < c.hk; ++h) {
-          item_t *it = &items[n++];
-          it->b = b;
-          it->kvh = h;
-          it->row0 = (int32_t)r0;
-          it->rows = rows;
-          it->cost = (int64_t)rows * (keys + 16); /* + writing the rows */
-        }
+        for (int h = 0; h < c.hk; ++h)
+          for (int g0 = 0; g0 < c.group; g0 += c.ng) {
+            item_t *it = &items[n++];
+            it->b = b;
+            it->kvh = h;
+            it->row0 = (int32_t)r0;
+            it->rows = rows;
+            it->g0 = g0;
+            it->ng = c.group - g0 < c.ng ? c.group - g0 : c.ng;
+            it->cost = (int64_t)rows * it->ng * (keys + 16); /* + writing the rows */
+          }
       }
     }
     qsort(items, (size_t)n, sizeof(item_t), cmp_items);
