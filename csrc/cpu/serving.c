@@ -55,8 +55,6 @@ hope_status_t hopei_kv_append_cpu(const hope_kv_append_params_t *p) {
 
 /* Keys per block: 16 pages of 16 tokens; the block's panels and S stay in L1/L2. */
 #define DECODE_BLOCK_KEYS 256
-/* How far ahead of the packing the page rows are prefetched. */
-#define DECODE_PREFETCH_KEYS 64
 /* Query rows per pass over the keys (a group larger than this reads its keys more than once). */
 #define DECODE_MAX_ROWS 64
 
@@ -80,10 +78,32 @@ typedef struct {
 typedef struct {
   const decode_ctx_t *ctx;
   const int32_t *table;   /* the sequence's page table row */
-  int64_t end;            /* the task's last key + 1 */
   int32_t h;
   char *kp, *vp;          /* panels of one block */
 } gather_t;
+
+/* The address of key `key`'s row (kv head h) in a page array: page table lookups walk the keys in order, so the
+ * division by the page size happens once per call, not per key. */
+typedef struct {
+  const int32_t *table;
+  int32_t ps, page_off; /* page size; offset of the next key within its page */
+  int64_t page;         /* index of the next key's page in the table */
+} page_walk_t;
+
+static inline page_walk_t walk_start(const int32_t *table, int32_t ps, int64_t key) {
+  page_walk_t w = {table, ps, (int32_t)(key % ps), key / ps};
+  return w;
+}
+
+/* Slot of the walk's current key, then advances to the next key. */
+static inline int64_t walk_next(page_walk_t *w) {
+  const int64_t slot = (int64_t)w->table[w->page] * w->ps + w->page_off;
+  if (++w->page_off == w->ps) {
+    w->page_off = 0;
+    ++w->page;
+  }
+  return slot;
+}
 
 static void gather_block(void *vg, int64_t key0, int n, const void **k, const void **v) {
   const gather_t *g = (const gather_t *)vg;
@@ -91,26 +111,16 @@ static void gather_block(void *vg, int64_t key0, int n, const void **k, const vo
   const hope_paged_kv_t *cache = &c->p->cache;
   const int32_t ps = cache->page_size, d = cache->head_dim, dt = cache->dtype;
   const size_t row_bytes = (size_t)d * hopei_dtype_size(dt), panel = (size_t)HOPEI_KEY_CHUNK * c->dp * c->esz;
+  const size_t head_off = (size_t)g->h * row_bytes, slot_bytes = (size_t)cache->num_kv_heads * row_bytes;
+  const char *kbase = (const char *)cache->k_pages + head_off, *vbase = (const char *)cache->v_pages + head_off;
   const void *krows[HOPEI_KEY_CHUNK], *vrows[HOPEI_KEY_CHUNK];
+  page_walk_t rows = walk_start(g->table, ps, key0);
   for (int j = 0; j < n; j += HOPEI_KEY_CHUNK) {
     const int m = n - j < HOPEI_KEY_CHUNK ? n - j : HOPEI_KEY_CHUNK;
     for (int i = 0; i < m; ++i) {
-      const int64_t key = key0 + j + i;
-      const int64_t slot = (int64_t)g->table[key / ps] * ps + key % ps;
-      const size_t at = (size_t)(slot * cache->num_kv_heads + g->h) * row_bytes;
-      krows[i] = (const char *)cache->k_pages + at;
-      vrows[i] = (const char *)cache->v_pages + at;
-    }
-    /* The pages are scattered, so the hardware prefetchers lose the stream at every page: ask for the rows
-     * DECODE_PREFETCH_KEYS ahead while this chunk is packed, so that many misses are in flight at once. */
-    for (int64_t key = key0 + j + DECODE_PREFETCH_KEYS; key < key0 + j + DECODE_PREFETCH_KEYS + m && key < g->end;
-         ++key) {
-      const int64_t slot = (int64_t)g->table[key / ps] * ps + key % ps;
-      const size_t at = (size_t)(slot * cache->num_kv_heads + g->h) * row_bytes;
-      for (size_t line = 0; line < row_bytes; line += 64) {
-        __builtin_prefetch((const char *)cache->k_pages + at + line, 0, 3);
-        __builtin_prefetch((const char *)cache->v_pages + at + line, 0, 3);
-      }
+      const size_t at = (size_t)walk_next(&rows) * slot_bytes;
+      krows[i] = kbase + at;
+      vrows[i] = vbase + at;
     }
     char *kd = g->kp + (size_t)(j / HOPEI_KEY_CHUNK) * panel, *vd = g->vp + (size_t)(j / HOPEI_KEY_CHUNK) * panel;
     if (c->mode == HOPEI_MODE_BF16) {
@@ -141,8 +151,9 @@ static void decode_task(const decode_ctx_t *c, int64_t task, char *scratch) {
   const hope_paged_kv_t *cache = &p->cache;
   const int32_t d = cache->head_dim, hq = p->num_q_heads, hk = cache->num_kv_heads, dt = cache->dtype;
   const int32_t group = hq / hk, splits = plan->num_splits, dp = c->dp;
-  const int32_t s = (int32_t)(task % splits);
-  const int32_t h = (int32_t)((task / splits) % hk);
+  /* task = (b * splits + s) * hk + h: threads that start together read the kv heads of the same pages */
+  const int32_t h = (int32_t)(task % hk);
+  const int32_t s = (int32_t)((task / hk) % splits);
   const int32_t b = (int32_t)(task / ((int64_t)splits * hk));
   const int64_t len = p->seq_lens[b];
   const int32_t q0 = p->cu_seqlens_q[b], nq = p->cu_seqlens_q[b + 1] - q0;
@@ -158,7 +169,6 @@ static void decode_task(const decode_ctx_t *c, int64_t task, char *scratch) {
   /* page_table may be NULL when max_pages_per_seq is 0 (then len is 0 and no page is read) */
   g.table = p->page_table != NULL ? p->page_table + (int64_t)b * p->max_pages_per_seq : NULL;
   g.h = h;
-  g.end = end;
   g.kp = qpack + (size_t)DECODE_MAX_ROWS * dp * c->esz;
   g.vp = g.kp + (size_t)DECODE_BLOCK_KEYS * dp * c->esz;
   float *o = (float *)(g.vp + (size_t)DECODE_BLOCK_KEYS * dp * c->esz);
