@@ -223,7 +223,7 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
   }
   c.bm = block_tokens(max_q, c.group);
   c.ng = c.group < MAX_ITEM_ROWS ? c.group : MAX_ITEM_ROWS;
-  const int64_t head_chunks = (c.group + c.ng - 1) / c.ng;
+  const int64_t head_chunks = ((int64_t)c.group + c.ng - 1) / c.ng;
   c.flash.kern = c.kern;
   c.flash.mode = c.mode;
   c.flash.dp = c.dp;
@@ -294,14 +294,14 @@ hope_status_t hopei_attention_cpu(const hope_attention_params_t *p) {
         if (p->causal) keys = r0 + rows + nk - nq;
         keys = keys < 0 ? 0 : keys > nk ? nk : keys;
         for (int h = 0; h < c.hk; ++h)
-          for (int g0 = 0; g0 < c.group; g0 += c.ng) {
+          for (int64_t g0 = 0; g0 < c.group; g0 += c.ng) {
             item_t *it = &items[n++];
             it->b = b;
             it->kvh = h;
             it->row0 = (int32_t)r0;
             it->rows = rows;
-            it->g0 = g0;
-            it->ng = c.group - g0 < c.ng ? c.group - g0 : c.ng;
+            it->g0 = (int32_t)g0;
+            it->ng = (int32_t)(c.group - g0 < c.ng ? c.group - g0 : c.ng);
             it->cost = (int64_t)rows * it->ng * (keys + 16); /* + writing the rows */
           }
       }
