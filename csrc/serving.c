@@ -170,8 +170,9 @@ static hope_status_t plan_decode(const char *fn, const hope_decode_params_t *r, 
       units = (int64_t)sm * HOPEI_DECODE_CTAS_PER_SM;
       base = (int64_t)r->batch * r->cache.num_kv_heads * (plan->row_blocks > 0 ? plan->row_blocks : 1);
     } else {
+      /* a CPU task is (sequence, kv head, split): all query heads of a kv head share its K/V reads */
       units = hopei_num_threads();
-      base = (int64_t)r->batch * r->num_q_heads;
+      base = (int64_t)r->batch * r->cache.num_kv_heads;
     }
     int64_t max_splits =
         ((int64_t)r->max_seqlen_k + HOPEI_DECODE_MIN_KEYS_PER_SPLIT - 1) / HOPEI_DECODE_MIN_KEYS_PER_SPLIT;
@@ -191,8 +192,9 @@ static hope_status_t plan_decode(const char *fn, const hope_decode_params_t *r, 
             splits = (int32_t)s;
           }
         }
-      } else if (base < units) {
-        int64_t want = (units + base - 1) / base;
+      } else if (base < 2 * units) {
+        /* CPU: at least two tasks per thread, so the atomic task queue can even out uneven progress */
+        int64_t want = (2 * units + base - 1) / base;
         if (want > max_splits) want = max_splits;
         splits = want < 1 ? 1 : (int32_t)want;
       }

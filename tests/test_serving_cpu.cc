@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu_isa_util.h"
 #include "paged_test_util.h"
 #include "reference/paged_ref.h"
 #include "reference/reference.h"
@@ -120,8 +121,6 @@ TEST_P(DecodeCpu, MatchesFloat64) {
   ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
   if (c.num_splits == 1) EXPECT_EQ(ws_bytes, 0u);
   if (c.num_splits > 1 && d.batch > 0) EXPECT_GT(ws_bytes, 0u);
-  std::vector<double> ws(ws_bytes / sizeof(double) + 1, std::nan(""));
-  ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.data() : nullptr, ws_bytes, nullptr));
 
   // Reference: q rotated in double and rounded to the dtype, keys/values gathered from the pages as stored.
   std::vector<double> q_rot = hope_ref::rotate_rows(to_double(d.q), d.total_q, c.hq, c.head_dim,
@@ -131,14 +130,24 @@ TEST_P(DecodeCpu, MatchesFloat64) {
   std::vector<double> ref_out, ref_lse;
   hope_ref::paged_decode(c, d, q_rot, cache.k.values(), cache.v.values(), 0.0, &ref_out, &ref_lse);
 
-  const std::vector<double> got = out.values();
-  for (double x : got) ASSERT_TRUE(std::isfinite(x)) << "non-finite output";
-  EXPECT_LE(hope_test::relative_error(got, ref_out), out_tol(c.dtype));
-  EXPECT_TRUE(hope_test::all_close(got, ref_out, 8 * out_tol(c.dtype), 8 * out_tol(c.dtype)));
-  if (c.with_lse)
-    EXPECT_TRUE(hope_test::all_close(std::vector<double>(lse.begin(), lse.end()), ref_lse, lse_tol(c.dtype)));
-  else
-    for (float x : lse) EXPECT_TRUE(std::isnan(x)) << "lse written although params.lse was NULL";
+  // Every instruction-set path this machine can run, on freshly poisoned outputs and workspace.
+  for (const std::string &isa : hope_test::cpu_isa_paths()) {
+    SCOPED_TRACE("HOPE_CPU_ISA=" + isa);
+    hope_test::ScopedEnv env("HOPE_CPU_ISA", isa.c_str());
+    out.poison();
+    std::fill(lse.begin(), lse.end(), std::nanf(""));
+    std::vector<double> ws(ws_bytes / sizeof(double) + 1, std::nan(""));
+    ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.data() : nullptr, ws_bytes, nullptr));
+
+    const std::vector<double> got = out.values();
+    for (double x : got) ASSERT_TRUE(std::isfinite(x)) << "non-finite output";
+    EXPECT_LE(hope_test::relative_error(got, ref_out), out_tol(c.dtype));
+    EXPECT_TRUE(hope_test::all_close(got, ref_out, 8 * out_tol(c.dtype), 8 * out_tol(c.dtype)));
+    if (c.with_lse)
+      EXPECT_TRUE(hope_test::all_close(std::vector<double>(lse.begin(), lse.end()), ref_lse, lse_tol(c.dtype)));
+    else
+      for (float x : lse) EXPECT_TRUE(std::isnan(x)) << "lse written although params.lse was NULL";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -165,7 +174,13 @@ INSTANTIATE_TEST_SUITE_P(
         make_paged_case("bf16_d64_mha_q1_len1037_planned", HOPE_DTYPE_BFLOAT16, 1, 1, 64, 16, {1}, {1037}, true, 0),
         make_paged_case("f16_d64_batch0", HOPE_DTYPE_FLOAT16, 4, 1, 64, 16, {}, {}, true, 0),
         make_paged_case("bf16_d128_gqa4_q2_qstride_nolse_split3", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {2, 1}, {45, 300},
-                        true, 3, true, 40, false)),
+                        true, 3, true, 40, false),
+        // more query rows per kv head (16 heads x 8 tokens) than one pass of the CPU kernel takes; keys over
+        // several blocks, a split boundary inside a page
+        make_paged_case("bf16_d128_mqa16_q8_len1500_page16_causal_split3", HOPE_DTYPE_BFLOAT16, 16, 1, 128, 16, {8},
+                        {1500}, true, 3),
+        make_paged_case("f32_d96_gqa4_q1_len1_600_2100_page16_planned", HOPE_DTYPE_FLOAT32, 8, 2, 96, 16, {1, 1, 1},
+                        {1, 600, 2100}, true, 0)),
     case_name);
 
 TEST(DecodeCpuPlan, WorkspaceFollowsThePlan) {
