@@ -28,11 +28,9 @@
 #include "kernels.h"
 #include "serving/launch.h"
 
-/* Keys per block: the block's K and V panels of one kv head (64 KiB each in bfloat16 at head_dim 128) stay in
- * L2, beside the next block's rows in flight. */
-#ifndef DECODE_BLOCK_KEYS
+/* Keys per block: one kv head's K and V rows of a block (64 KiB each in bfloat16 at head_dim 128, or its packed
+ * panels) stay in L2 beside the next block's rows in flight. */
 #define DECODE_BLOCK_KEYS 256
-#endif
 /* Most query rows one task holds (all its kv heads' rows together). */
 #define DECODE_MAX_ROWS 128
 /* A kv head with at most this many query rows reads K and V rows in place (the qk_rows / pv_rows kernels, where
@@ -40,11 +38,8 @@
 #define DECODE_ROW_KERNEL_ROWS 8
 
 #if defined(__GNUC__) || defined(__clang__)
-/* Into L2 (locality 2): the rows are read once, from the next block's packing. */
-#ifndef DECODE_PF_HINT
-#define DECODE_PF_HINT 2
-#endif
-#define DECODE_PREFETCH(addr) do { if (DECODE_PF_HINT >= 0) __builtin_prefetch((addr), 0, DECODE_PF_HINT >= 0 ? DECODE_PF_HINT : 0); } while (0)
+/* Into L2 (locality 2, prefetcht1 on x86: measured better here than into L1, which the rows would not fit) */
+#define DECODE_PREFETCH(addr) __builtin_prefetch((addr), 0, 2)
 #else
 #define DECODE_PREFETCH(addr) ((void)(addr))
 #endif
@@ -211,12 +206,7 @@ static size_t decode_scratch_bytes(const decode_ctx_t *c) {
  * slice. */
 static int block_steps(bool on_rows, int heads, int rows, int n) {
   const int chunks = (n + HOPEI_KEY_CHUNK - 1) / HOPEI_KEY_CHUNK;
-#ifdef DECODE_QK_CHUNK_CALLS
-  (void)rows;
-  return on_rows ? heads * (chunks + (chunks + 1) / 2) : heads * chunks;
-#else
   return on_rows ? heads * (chunks * rows + (chunks + 1) / 2) : heads * chunks;
-#endif
 }
 
 /* One block for the group's kv heads, each head's rows packed into panels (chunk by chunk, a prefetch step
@@ -263,18 +253,11 @@ static void block_on_rows(const decode_ctx_t *c, const hopei_flash_state_t *st, 
   for (int hh = 0; hh < heads; ++hh) {
     head_rows(br, (size_t)hh * c->row_bytes, krows, vrows);
     const uint16_t *q = (const uint16_t *)qpack + (size_t)hh * rows * dp;
-#ifdef DECODE_QK_CHUNK_CALLS
-    for (int j = 0; j < npad; j += HOPEI_KEY_CHUNK) {
-      prefetch_step(pf);
-      c->kern->qk_rows_bf16(q, dp, rows, krows + j, HOPEI_KEY_CHUNK, d, dp, s + j, bk);
-    }
-#else
     for (int j = 0; j < npad; j += HOPEI_KEY_CHUNK)
       for (int r = 0; r < rows; ++r) {
         prefetch_step(pf);
         c->kern->qk_rows_bf16(q + (size_t)r * dp, dp, 1, krows + j, HOPEI_KEY_CHUNK, d, dp, s + (size_t)r * bk + j, bk);
       }
-#endif
     hopei_flash_softmax(&c->flash, &st[hh], rows, last, k0, br->n, fscratch);
     for (int j = 0; j < npad; j += 2 * HOPEI_KEY_CHUNK) {
       prefetch_step(pf);
@@ -284,31 +267,54 @@ static void block_on_rows(const decode_ctx_t *c, const hopei_flash_state_t *st, 
   }
 }
 
-/* Task = (b * splits + s) * groups + g: sequence b, split s, head group g. The group's query rows are packed
- * head by head: row hh * nr + r is row part_row0 + r (token r / group, query head h * group + r % group) of kv
- * head h = h0 + hh. */
-static void decode_task(const decode_ctx_t *c, int64_t task, char *scratch) {
+/* What one task covers: sequence b, split s, kv heads [h0, h0 + nh) and query rows [row0, row0 + nr) of each (row
+ * r: token r / group, query head h * group + r % group of kv head h), keys [start, end). nr <= 0: nothing. */
+typedef struct {
+  int32_t b, s, h0, nh, row0, nr;
+  int64_t start, end;
+  const int32_t *table; /* the sequence's page table row */
+} task_t;
+
+/* Task = (b * splits + s) * groups + g: sequence b, split s, head group g. */
+static task_t task_at(const decode_ctx_t *c, int64_t task) {
+  const hope_decode_params_t *p = c->p;
+  const int32_t hk = p->cache.num_kv_heads, group = p->num_q_heads / hk, splits = c->plan->num_splits;
+  const int64_t g = task % c->hg.groups;
+  task_t t;
+  t.s = (int32_t)((task / c->hg.groups) % splits);
+  t.b = (int32_t)(task / (c->hg.groups * splits));
+  t.h0 = (int32_t)(g / c->hg.parts) * c->hg.heads;
+  t.nh = hk - t.h0 < c->hg.heads ? hk - t.h0 : c->hg.heads;
+  t.row0 = (int32_t)(g % c->hg.parts) * c->hg.rows;
+  const int32_t seq_rows = (p->cu_seqlens_q[t.b + 1] - p->cu_seqlens_q[t.b]) * group;
+  t.nr = seq_rows - t.row0 < c->hg.rows ? seq_rows - t.row0 : c->hg.rows;
+  const int64_t len = p->seq_lens[t.b], chunk = (len + splits - 1) / splits;
+  t.start = (int64_t)t.s * chunk < len ? (int64_t)t.s * chunk : len;
+  t.end = t.start + chunk < len ? t.start + chunk : len;
+  /* page_table may be NULL when max_pages_per_seq is 0 (then len is 0 and no page is read) */
+  t.table = p->page_table != NULL ? p->page_table + (int64_t)t.b * p->max_pages_per_seq : NULL;
+  return t;
+}
+
+/* The first block of keys [key0, end) of a task's kv heads. */
+static void first_rows(const decode_ctx_t *c, const task_t *t, int64_t key0, block_rows_t *out) {
+  const int64_t left = t->nr > 0 && key0 < t->end ? t->end - key0 : 0;
+  block_rows(c, t->table, t->h0, key0, left < DECODE_BLOCK_KEYS ? (int)left : DECODE_BLOCK_KEYS, out);
+}
+
+/* Runs task t; `following` (NULL: none) is the task this thread runs next, whose first block is prefetched during
+ * t's last one. */
+static void decode_task(const decode_ctx_t *c, const task_t *t, const task_t *following, char *scratch) {
+  if (t->nr <= 0) return; /* a row range past this sequence's new tokens */
   const hope_decode_params_t *p = c->p;
   const hopei_decode_plan_t *plan = c->plan;
   const hope_paged_kv_t *cache = &p->cache;
   const int32_t d = cache->head_dim, hq = p->num_q_heads, hk = cache->num_kv_heads, dt = cache->dtype;
   const int32_t group = hq / hk, splits = plan->num_splits, dp = c->dp;
-  const int64_t g = task % c->hg.groups;
-  const int32_t s = (int32_t)((task / c->hg.groups) % splits);
-  const int32_t b = (int32_t)(task / (c->hg.groups * splits));
-  const int32_t h0 = (int32_t)(g / c->hg.parts) * c->hg.heads;
-  const int32_t nh = hk - h0 < c->hg.heads ? hk - h0 : c->hg.heads;
+  const int32_t b = t->b, s = t->s, h0 = t->h0, nh = t->nh, part_row0 = t->row0, nr = t->nr;
   const int32_t q0 = p->cu_seqlens_q[b], nq = p->cu_seqlens_q[b + 1] - q0;
-  const int32_t part_row0 = (int32_t)(g % c->hg.parts) * c->hg.rows;
-  const int32_t seq_rows = nq * group;
-  const int32_t nr = seq_rows - part_row0 < c->hg.rows ? seq_rows - part_row0 : c->hg.rows;
-  if (nr <= 0) return; /* a row range past this sequence's new tokens */
-  const int64_t len = p->seq_lens[b];
+  const int64_t len = p->seq_lens[b], start = t->start, end = t->end;
   const int32_t half = (p->rotary_dim > 0 ? p->rotary_dim : d) / 2;
-  const int64_t chunk = (len + splits - 1) / splits;
-  int64_t start = (int64_t)s * chunk, end = start + chunk;
-  if (start > len) start = len;
-  if (end > len) end = len;
 
   char *at = scratch;
   char *qpack = at;
@@ -357,22 +363,20 @@ static void decode_task(const decode_ctx_t *c, int64_t task, char *scratch) {
     st[hh].o_ld = dp;
     hopei_flash_begin(&c->flash, &st[hh], nr);
   }
-  /* page_table may be NULL when max_pages_per_seq is 0 (then len is 0 and no page is read) */
-  const int32_t *table = p->page_table != NULL ? p->page_table + (int64_t)b * p->max_pages_per_seq : NULL;
   block_rows_t rows_a, rows_b, *cur = &rows_a, *next = &rows_b;
-  const size_t span = (size_t)nh * c->row_bytes;
-  block_rows(c, table, h0, start, end - start < DECODE_BLOCK_KEYS ? (int)(end - start) : DECODE_BLOCK_KEYS, cur);
+  first_rows(c, t, start, cur);
   for (int64_t k0 = start; k0 < end; k0 += DECODE_BLOCK_KEYS) {
     if (!hopei_flash_block_visible(nr, last, k0)) break;
-    const int64_t k1 = k0 + cur->n;
-    block_rows(c, table, h0, k1, end - k1 < DECODE_BLOCK_KEYS ? (int)(end - k1) : DECODE_BLOCK_KEYS, next);
+    /* the block to prefetch: this task's next, else the following task's first */
+    const task_t *ahead = k0 + cur->n < end || following == NULL ? t : following;
+    first_rows(c, ahead, ahead == t ? k0 + cur->n : ahead->start, next);
     prefetcher_t pf;
-    prefetch_begin(&pf, next, span, block_steps(on_rows, nh, nr, cur->n));
+    prefetch_begin(&pf, next, (size_t)ahead->nh * c->row_bytes, block_steps(on_rows, nh, nr, cur->n));
     if (on_rows) block_on_rows(c, st, qpack, nh, nr, last, k0, cur, &pf, fscratch);
     else block_on_panels(c, st, qpack, nh, nr, last, k0, cur, &pf, kp, vp, fscratch);
-    block_rows_t *t = cur;
+    block_rows_t *swap = cur;
     cur = next;
-    next = t;
+    next = swap;
   }
 
   for (int32_t hh = 0; hh < nh; ++hh) {
@@ -398,10 +402,13 @@ static void decode_worker(void *vctx, int64_t begin, int64_t end) {
   decode_ctx_t *c = (decode_ctx_t *)vctx;
   (void)end; /* the chunk runs serially: one scratch slot */
   char *scratch = c->scratch + (size_t)begin * c->scratch_bytes;
-  for (;;) {
-    const int64_t t = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
-    if (t >= c->num_tasks) break;
-    decode_task(c, t, scratch);
+  int64_t t = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+  while (t < c->num_tasks) {
+    /* the next task is claimed now, so that its first block can be prefetched during this one's last */
+    const int64_t u = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+    const task_t cur = task_at(c, t), following = u < c->num_tasks ? task_at(c, u) : cur;
+    decode_task(c, &cur, u < c->num_tasks ? &following : NULL, scratch);
+    t = u;
   }
 }
 
