@@ -28,6 +28,18 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* Runs fn on jobs[0 .. threads) (job_bytes apart), the calling thread taking job 0; returns the seconds it took. */
+static double run_threads(int threads, void *(*fn)(void *), void *jobs, size_t job_bytes) {
+  pthread_t tids[MAX_THREADS];
+  const double t0 = now();
+  for (int t = 1; t < threads; ++t) pthread_create(&tids[t], NULL, fn, (char *)jobs + (size_t)t * job_bytes);
+  fn(jobs);
+  for (int t = 1; t < threads; ++t) pthread_join(tids[t], NULL);
+  return now() - t0;
+}
+
+static int clamp_threads(int threads) { return threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads; }
+
 typedef struct {
   const char *k, *v;
   size_t page_bytes;
@@ -71,25 +83,17 @@ static void *pages_worker(void *arg) {
 double hope_readbw_pages(const void *k_pages, const void *v_pages, size_t page_bytes, const int32_t *table,
                          int64_t num_entries, int threads, int inflight, int prefetch, uint64_t *checksum) {
   pages_job_t jobs[MAX_THREADS];
-  pthread_t tids[MAX_THREADS];
-  if (threads < 1) threads = 1;
-  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  threads = clamp_threads(threads);
   if (inflight < 1) inflight = 1;
   if (inflight > MAX_INFLIGHT) inflight = MAX_INFLIGHT;
-  const double t0 = now();
-  for (int t = 0; t < threads; ++t) {
+  for (int t = 0; t < threads; ++t)
     jobs[t] = (pages_job_t){(const char *)k_pages, (const char *)v_pages, page_bytes, table,
                             num_entries * t / threads, num_entries * (t + 1) / threads, inflight, prefetch, 0};
-    if (t > 0) pthread_create(&tids[t], NULL, pages_worker, &jobs[t]);
+  const double dt = run_threads(threads, pages_worker, jobs, sizeof jobs[0]);
+  if (checksum != NULL) {
+    *checksum = 0;
+    for (int t = 0; t < threads; ++t) *checksum ^= jobs[t].sum;
   }
-  pages_worker(&jobs[0]);
-  uint64_t sum = jobs[0].sum;
-  for (int t = 1; t < threads; ++t) {
-    pthread_join(tids[t], NULL);
-    sum ^= jobs[t].sum;
-  }
-  const double dt = now() - t0;
-  if (checksum != NULL) *checksum = sum;
   return dt;
 }
 
@@ -110,23 +114,15 @@ static void *contiguous_worker(void *arg) {
 /* Reads bytes [0, bytes) of a and of b (64-byte aligned) in address order, cut into `threads` contiguous parts. */
 double hope_readbw_contiguous(const void *a, const void *b, size_t bytes, int threads, uint64_t *checksum) {
   contiguous_job_t jobs[MAX_THREADS];
-  pthread_t tids[MAX_THREADS];
-  if (threads < 1) threads = 1;
-  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  threads = clamp_threads(threads);
   const size_t part = bytes / (size_t)threads / 64 * 64;
-  const double t0 = now();
-  for (int t = 0; t < threads; ++t) {
+  for (int t = 0; t < threads; ++t)
     jobs[t] = (contiguous_job_t){(const char *)a + part * t, (const char *)b + part * t, part, 0};
-    if (t > 0) pthread_create(&tids[t], NULL, contiguous_worker, &jobs[t]);
+  const double dt = run_threads(threads, contiguous_worker, jobs, sizeof jobs[0]);
+  if (checksum != NULL) {
+    *checksum = 0;
+    for (int t = 0; t < threads; ++t) *checksum ^= jobs[t].sum;
   }
-  contiguous_worker(&jobs[0]);
-  uint64_t sum = jobs[0].sum;
-  for (int t = 1; t < threads; ++t) {
-    pthread_join(tids[t], NULL);
-    sum ^= jobs[t].sum;
-  }
-  const double dt = now() - t0;
-  if (checksum != NULL) *checksum = sum;
   return dt;
 }
 
@@ -158,17 +154,9 @@ double hope_readbw_dpbf16_gflops(int threads, int64_t iters) {
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx512bf16")) return 0.0;
   peak_job_t jobs[MAX_THREADS];
-  pthread_t tids[MAX_THREADS];
-  if (threads < 1) threads = 1;
-  if (threads > MAX_THREADS) threads = MAX_THREADS;
-  const double t0 = now();
-  for (int t = 0; t < threads; ++t) {
-    jobs[t] = (peak_job_t){iters, 0.f};
-    if (t > 0) pthread_create(&tids[t], NULL, peak_worker, &jobs[t]);
-  }
-  peak_worker(&jobs[0]);
-  for (int t = 1; t < threads; ++t) pthread_join(tids[t], NULL);
-  const double dt = now() - t0;
+  threads = clamp_threads(threads);
+  for (int t = 0; t < threads; ++t) jobs[t] = (peak_job_t){iters, 0.f};
+  const double dt = run_threads(threads, peak_worker, jobs, sizeof jobs[0]);
   return (double)threads * (double)iters * 12.0 * 64.0 / dt / 1e9;
 }
 #else
