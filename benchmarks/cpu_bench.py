@@ -25,9 +25,9 @@ vdpbf16ps peak (the instruction the bfloat16 decode kernels multiply with) divid
 operations decode does per byte of K/V (R = query rows per kv head = queries x Hq / Hk).
 
 Paired ratio (the figure to trust on a shared machine, whose load changes between two measurements taken seconds
-apart): --decode-iters pairs of one decode call and, right after it, a contiguous read of the same cache set's K
-and V bytes on --threads threads (cpu_read_bw.c); the table gives the median read GB/s of the pairs and the median
-over the pairs of decode GB/s / read GB/s.
+apart): --decode-iters rounds of one decode call, right after it a contiguous read of the same cache set's K and V
+bytes, then a read of its pages in table order (4 at a time, prefetch 2 pages ahead), both on --threads threads
+(cpu_read_bw.c); the table gives each read's median GB/s and the median over the rounds of decode GB/s / its GB/s.
 
 Timing: time.perf_counter around each call, --warmup untimed calls first, the median (and min) of --iters.
 The thread count (--threads, default 2) is set for both: HOPE_NUM_THREADS and torch.set_num_threads.
@@ -264,7 +264,7 @@ def decode_case(np, torch, lib, rb, threads, batch, context, nq, warmup, iters, 
            "workspace_bytes": ws_bytes.value, "hope_ms": med, "hope_min_ms": mn, "hope_times_ms": ts,
            "hope_gbps": kv_bytes / med / 1e6}
     if rb is not None:
-        row.update(paired_read(rb, run_hope, k_pages, v_pages, tables, threads, kv_bytes, iters))
+        row.update(paired_read(np, rb, run_hope, k_pages, v_pages, tables, threads, kv_bytes, iters))
         row.update(read_ceiling(np, rb, k_pages, v_pages, tables, threads, max(5, iters // 2)))
     if torch is None:
         return row
@@ -314,27 +314,35 @@ def load_read_bw():
     return rb
 
 
-def paired_read(rb, run_hope, k_pages, v_pages, tables, threads, kv_bytes, iters):
-    """The decode's share of the read bandwidth, robust to the load of a shared machine: `iters` pairs of one
-    decode call and, right after it, a contiguous read (cpu_read_bw.c, `threads` threads) of the same cache set's
-    K and V bytes; the median over the pairs of decode GB/s / read GB/s, and the median read GB/s."""
+def paired_read(np, rb, run_hope, k_pages, v_pages, tables, threads, kv_bytes, iters):
+    """The decode's share of the read bandwidth, robust to the load of a shared machine: `iters` rounds of one
+    decode call, then a contiguous read (cpu_read_bw.c, `threads` threads) of the same cache set's K and V bytes,
+    then a read of the same pages in table order (4 pages at a time, software prefetch 2 ahead: the way that came
+    out best here); per way the median GB/s and the median over the rounds of decode GB/s / that way's GB/s."""
     sets = tables.shape[0]
-    entries, page_bytes = tables[0].size, k_pages[0].nbytes
-    ratios, reads = [], []
+    flat = [np.ascontiguousarray(t.reshape(-1)) for t in tables]
+    entries, page_bytes = flat[0].size, k_pages[0].nbytes
+    nbytes = 2 * entries * page_bytes
+    hope, contig, pages = [], [], []
     for i in range(iters + 1):
         t0 = time.perf_counter()
         run_hope(i)
         t_hope = time.perf_counter() - t0
         s = i % sets
-        t_read = rb.hope_readbw_contiguous(k_pages.ctypes.data + s * entries * page_bytes,
-                                           v_pages.ctypes.data + s * entries * page_bytes,
-                                           entries * page_bytes, threads, None)
-        if i > 0:  # the first pair warms up
-            read_gbps = 2 * entries * page_bytes / t_read / 1e9
-            reads.append(read_gbps)
-            ratios.append(kv_bytes / t_hope / 1e9 / read_gbps)
-    return {"paired_fraction": statistics.median(ratios), "paired_read_gbps": statistics.median(reads),
-            "paired_fractions": ratios}
+        t_contig = rb.hope_readbw_contiguous(k_pages.ctypes.data + s * entries * page_bytes,
+                                             v_pages.ctypes.data + s * entries * page_bytes,
+                                             entries * page_bytes, threads, None)
+        t_pages = rb.hope_readbw_pages(ptr(k_pages), ptr(v_pages), page_bytes, ptr(flat[s]), entries, threads, 4, 2,
+                                       None)
+        if i > 0:  # the first round warms up
+            hope.append(kv_bytes / t_hope / 1e9)
+            contig.append(nbytes / t_contig / 1e9)
+            pages.append(nbytes / t_pages / 1e9)
+    return {"paired_read_gbps": statistics.median(contig),
+            "paired_fraction": statistics.median(h / c for h, c in zip(hope, contig)),
+            "paired_page_read_gbps": statistics.median(pages),
+            "paired_page_fraction": statistics.median(h / p for h, p in zip(hope, pages)),
+            "paired_hope_gbps": hope, "paired_contiguous_gbps": contig, "paired_pages_gbps": pages}
 
 
 def read_ceiling(np, rb, k_pages, v_pages, tables, threads, iters):
@@ -398,16 +406,19 @@ def markdown(res):
         if peak:
             lines += [f"vdpbf16ps peak: {peak:.0f} GFLOP/s on {res['threads']} threads. Decode with R query rows per "
                       f"kv head does R FLOP per byte of K/V: compute ceiling = peak / R.", ""]
-        lines += ["| batch x context x queries | K/V MB | hope ms | hope GB/s | % of bandwidth | paired: read GB/s, "
-                  "hope / read | page-read ceiling GB/s | % of ceiling | compute ceiling GB/s | torch ms | torch GB/s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| batch x context x queries | K/V MB | hope ms | hope GB/s | % of bandwidth | paired: contiguous read "
+                  "GB/s, hope / it | paired: page read GB/s, hope / it | page-read ceiling GB/s | % of ceiling | "
+                  "compute ceiling GB/s | torch ms | torch GB/s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["decode"]:
             t = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
             tg = f"{r['torch_gbps']:.1f}" if "torch_gbps" in r else "-"
             ceil = f"{r['page_read_gbps']:.1f}" if "page_read_gbps" in r else "-"
             pct = f"{100 * r['hope_gbps'] / r['page_read_gbps']:.0f}%" if "page_read_gbps" in r else "-"
             comp = f"{r['compute_ceiling_gbps']:.1f}" if "compute_ceiling_gbps" in r else "-"
-            paired = f"{r['paired_read_gbps']:.1f}, {100 * r['paired_fraction']:.0f}%" if "paired_fraction" in r else "-"
+            paired = f"{r['paired_read_gbps']:.1f}, {100 * r['paired_fraction']:.0f}% | " \
+                     f"{r['paired_page_read_gbps']:.1f}, {100 * r['paired_page_fraction']:.0f}%" \
+                if "paired_fraction" in r else "- | -"
             lines.append(f"| {r['batch']} x {r['context']} x {r['queries']} | {r['kv_bytes'] / 1e6:.1f} | "
                          f"{r['hope_ms']:.2f} | {r['hope_gbps']:.1f} | {100 * r['fraction_of_bandwidth']:.0f}% | {paired} | "
                          f"{ceil} | {pct} | {comp} | {t} | {tg} |")
@@ -552,7 +563,8 @@ def main():
             msg = f"decode {shape}: hope {r['hope_ms']:.2f} ms {r['hope_gbps']:.1f} GB/s " \
                   f"({100 * r['fraction_of_bandwidth']:.0f}% of bandwidth)"
             if "paired_fraction" in r:
-                msg += f"  paired: {100 * r['paired_fraction']:.0f}% of {r['paired_read_gbps']:.1f} GB/s"
+                msg += f"  paired: {100 * r['paired_fraction']:.0f}% of {r['paired_read_gbps']:.1f} GB/s contiguous, " \
+                       f"{100 * r['paired_page_fraction']:.0f}% of {r['paired_page_read_gbps']:.1f} GB/s page read"
             if "page_read_gbps" in r:
                 msg += f"  page-read ceiling {r['page_read_gbps']:.1f} GB/s ({r['page_read_way']})"
             if "torch_ms" in r:
