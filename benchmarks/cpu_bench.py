@@ -30,6 +30,8 @@ bytes, then a read of its pages in table order (4 at a time, prefetch 2 pages ah
 (cpu_read_bw.c); the table gives each read's median GB/s and the median over the rounds of decode GB/s / its GB/s.
 
 Timing: time.perf_counter around each call, --warmup untimed calls first, the median (and min) of --iters.
+--quiet-wait S: before each decode shape, wait up to S seconds until the CPUs were 90% idle over 2 s (other users'
+builds); the table gives that idle fraction and the load average after the shape.
 The thread count (--threads, default 2) is set for both: HOPE_NUM_THREADS and torch.set_num_threads.
 PyTorch is optional: without it the script says so and times hope_attn alone (install the CPU wheel with
 `pip install torch --index-url https://download.pytorch.org/whl/cpu`). matplotlib is optional (the PNG).
@@ -288,6 +290,26 @@ def decode_case(np, torch, lib, rb, threads, batch, context, nq, warmup, iters, 
     return row
 
 
+def wait_for_quiet(max_wait_s, idle_wanted=0.9):
+    """Waits (at most max_wait_s) until the machine's CPUs were idle for at least idle_wanted of the last 2 s (other
+    users' builds on a shared machine); returns the idle fraction of the last 2 s, None without /proc/stat."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t_end = time.monotonic() + max_wait_s
+    try:
+        while True:
+            t0, i0 = sample()
+            time.sleep(2)
+            t1, i1 = sample()
+            idle = (i1 - i0) / max(1, t1 - t0)
+            if idle >= idle_wanted or time.monotonic() >= t_end:
+                return idle
+    except OSError:
+        return None
+
+
 # ---- decode ceilings ----------------------------------------------------------------------------------------
 
 def load_read_bw():
@@ -408,20 +430,21 @@ def markdown(res):
                       f"kv head does R FLOP per byte of K/V: compute ceiling = peak / R.", ""]
         lines += ["| batch x context x queries | K/V MB | hope ms | hope GB/s | % of bandwidth | paired: contiguous read "
                   "GB/s, hope / it | paired: page read GB/s, hope / it | page-read ceiling GB/s | % of ceiling | "
-                  "compute ceiling GB/s | torch ms | torch GB/s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "compute ceiling GB/s | torch ms | torch GB/s | idle before, load after |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["decode"]:
             t = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
             tg = f"{r['torch_gbps']:.1f}" if "torch_gbps" in r else "-"
             ceil = f"{r['page_read_gbps']:.1f}" if "page_read_gbps" in r else "-"
             pct = f"{100 * r['hope_gbps'] / r['page_read_gbps']:.0f}%" if "page_read_gbps" in r else "-"
             comp = f"{r['compute_ceiling_gbps']:.1f}" if "compute_ceiling_gbps" in r else "-"
+            idle = f"{100 * r['idle_before']:.0f}%, " if r.get("idle_before") is not None else "-, "
             paired = f"{r['paired_read_gbps']:.1f}, {100 * r['paired_fraction']:.0f}% | " \
                      f"{r['paired_page_read_gbps']:.1f}, {100 * r['paired_page_fraction']:.0f}%" \
                 if "paired_fraction" in r else "- | -"
             lines.append(f"| {r['batch']} x {r['context']} x {r['queries']} | {r['kv_bytes'] / 1e6:.1f} | "
                          f"{r['hope_ms']:.2f} | {r['hope_gbps']:.1f} | {100 * r['fraction_of_bandwidth']:.0f}% | {paired} | "
-                         f"{ceil} | {pct} | {comp} | {t} | {tg} |")
+                         f"{ceil} | {pct} | {comp} | {t} | {tg} | {idle}{r.get('load_after', '-')} |")
         lines.append("")
         ways = [r for r in res["decode"] if "page_read_way" in r]
         if ways:
@@ -499,6 +522,8 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--decode-iters", type=int, default=20)
     ap.add_argument("--l3-mb", type=float, default=32.0, help="last-level cache size the decode pool exceeds 3x")
+    ap.add_argument("--quiet-wait", type=float, default=0.0,
+                    help="before each decode shape, wait up to this many seconds for the CPUs to be 90%% idle")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--name", default="cpu_bench", help="file name stem of the outputs")
     args = ap.parse_args()
@@ -554,9 +579,12 @@ def main():
               (res["bandwidth"]["single_thread_gbps"], res["bandwidth"]["threads_gbps"], args.threads), flush=True)
         for shape in args.decode.split(","):
             b, c, q = (int(x) for x in shape.split("x"))
+            idle = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 else None
             r = decode_case(np, torch, lib, rb, args.threads, b, c, q, 3, args.decode_iters,
                             int(args.l3_mb * 2 ** 20))
             r["fraction_of_bandwidth"] = r["hope_gbps"] / res["bandwidth"]["threads_gbps"]
+            r["idle_before"] = idle
+            r["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
             if res.get("dpbf16_gflops"):
                 r["compute_ceiling_gbps"] = res["dpbf16_gflops"] / (q * HQ / DECODE_HK)
             res["decode"].append(r)
