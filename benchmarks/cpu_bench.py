@@ -465,9 +465,19 @@ def plot(res, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, axes = plt.subplots(1, 2 if res["decode"] else 1, figsize=(13 if res["decode"] else 7, 4.5))
-    axes = axes if hasattr(axes, "__len__") else [axes]
-    ax = axes[0]
+    panels = (1 if res["prefill"] else 0) + (1 if res["decode"] else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5))
+    axes = list(axes) if hasattr(axes, "__len__") else [axes]
+    if res["prefill"]:
+        plot_prefill(res, axes.pop(0))
+    if res["decode"]:
+        plot_decode(res, axes.pop(0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def plot_prefill(res, ax):
     for (dtype, causal, gqa) in sorted({(r["dtype"], r["causal"], r["gqa"]) for r in res["prefill"]}):
         rows = [r for r in res["prefill"] if (r["dtype"], r["causal"], r["gqa"]) == (dtype, causal, gqa)]
         if not rows or "speedup" not in rows[0]:
@@ -480,30 +490,31 @@ def plot(res, path):
     ax.set_ylabel("torch time / hope time")
     ax.set_title(f"prefill, {res['threads']} threads (Hq 8, d 128, rotation included)")
     ax.legend(fontsize=7)
-    if res["decode"]:
-        ax = axes[1]
-        names = [f"{r['batch']}x{r['context']}x{r['queries']}" for r in res["decode"]]
-        ax.bar(names, [r["hope_gbps"] for r in res["decode"]], label="hope decode")
-        if all("torch_gbps" in r for r in res["decode"]):
-            ax.plot(names, [r["torch_gbps"] for r in res["decode"]], "o", color="C1", label="torch SDPA (gathered)")
-        if all("page_read_gbps" in r for r in res["decode"]):
-            ax.plot(names, [r["page_read_gbps"] for r in res["decode"]], "_", color="k", markersize=30, mew=2,
-                    label="page-read ceiling (same pages)")
-        low = [(n, r["compute_ceiling_gbps"]) for n, r in zip(names, res["decode"])
-               if r.get("compute_ceiling_gbps", 1e9) < res["bandwidth"]["threads_gbps"]]
-        if low:  # the compute ceilings below the memory bandwidth (the others are off the chart)
-            ax.plot([n for n, _ in low], [g for _, g in low], "v", color="C3", markersize=9,
-                    label="compute ceiling (bf16 dot peak / R)")
-        bw = res["bandwidth"]["threads_gbps"]
-        ax.axhline(bw, color="gray", linestyle="-", linewidth=1, label=f"measured read bandwidth {bw:.0f} GB/s")
-        ax.axhline(bw / 2, color="gray", linestyle="--", linewidth=1, label="goal: 50%")
-        ax.set_ylabel("GB/s of K/V read")
-        ax.set_title("decode, bf16, Hq 8 / Hk 2, d 128, page 16")
-        ax.tick_params(axis="x", labelsize=7)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
+
+
+def plot_decode(res, ax):
+    names = [f"{r['batch']}x{r['context']}x{r['queries']}" for r in res["decode"]]
+    ax.bar(names, [r["hope_gbps"] for r in res["decode"]], label="hope decode")
+    if all("torch_gbps" in r for r in res["decode"]):
+        ax.plot(names, [r["torch_gbps"] for r in res["decode"]], "o", color="C1", label="torch SDPA (gathered)")
+    if all("paired_fraction" in r for r in res["decode"]):
+        ax.plot(names, [r["paired_fraction"] * res["bandwidth"]["threads_gbps"] for r in res["decode"]], "D",
+                color="C2", markersize=5, label="hope, paired ratio x read bandwidth")
+    if all("page_read_gbps" in r for r in res["decode"]):
+        ax.plot(names, [r["page_read_gbps"] for r in res["decode"]], "_", color="k", markersize=30, mew=2,
+                label="page-read ceiling (same pages)")
+    low = [(n, r["compute_ceiling_gbps"]) for n, r in zip(names, res["decode"])
+           if r.get("compute_ceiling_gbps", 1e9) < res["bandwidth"]["threads_gbps"]]
+    if low:  # the compute ceilings below the memory bandwidth (the others are off the chart)
+        ax.plot([n for n, _ in low], [g for _, g in low], "v", color="C3", markersize=9,
+                label="compute ceiling (bf16 dot peak / R)")
+    bw = res["bandwidth"]["threads_gbps"]
+    ax.axhline(bw, color="gray", linestyle="-", linewidth=1, label=f"measured read bandwidth {bw:.0f} GB/s")
+    ax.axhline(bw / 2, color="gray", linestyle="--", linewidth=1, label="goal: 50%")
+    ax.set_ylabel("GB/s of K/V read")
+    ax.set_title("decode, bf16, Hq 8 / Hk 2, d 128, page 16")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=7)
 
 
 def main():
