@@ -22,46 +22,10 @@
 #include "attention/fwd_params.h"
 #include "attention/fwd_traits.cuh"
 #include "attention/ptx_sm80.cuh"
+#include "attention/rope_tile.cuh"
 #include "common/launch.cuh"
 
 namespace hope {
-
-// ---- rotation (SPEC §4) shared by the in-kernel tile rotation and the K pre-pass, so both K paths give
-// bit-identical rotated keys: explicit _rn intrinsics leave the compiler no contraction choice. ----------
-__device__ __forceinline__ float rope_first(float x1, float x2, float c, float s) {
-  return __fmaf_rn(x1, c, -__fmul_rn(x2, s));  // x[i] cos - x[i + half] sin
-}
-__device__ __forceinline__ float rope_second(float x1, float x2, float c, float s) {
-  return __fmaf_rn(x2, c, __fmul_rn(x1, s));  // x[i + half] cos + x[i] sin
-}
-
-// Loads 8 consecutive floats (cos or sin of 8 pairs); 16-byte vector loads when `aligned`.
-__device__ __forceinline__ void load_f8(float (&v)[8], const float *p, bool aligned) {
-  if (aligned) {
-    const float4 a = __ldg(reinterpret_cast<const float4 *>(p));
-    const float4 b = __ldg(reinterpret_cast<const float4 *>(p) + 1);
-    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-  } else {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = __ldg(p + j);
-  }
-}
-
-// Rotates 8 pairs: lo holds x[i..i+7], hi holds x[i+half..i+half+7] (8 elements of T each).
-template <typename T>
-__device__ __forceinline__ void rope_chunk(uint4 &lo, uint4 &hi, const float (&c)[8], const float (&s)[8]) {
-  uint32_t *a = reinterpret_cast<uint32_t *>(&lo);
-  uint32_t *b = reinterpret_cast<uint32_t *>(&hi);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 x1 = ptx::unpack2<T>(a[j]);
-    const float2 x2 = ptx::unpack2<T>(b[j]);
-    const int e = 2 * j;
-    a[j] = ptx::pack2<T>(rope_first(x1.x, x2.x, c[e], s[e]), rope_first(x1.y, x2.y, c[e + 1], s[e + 1]));
-    b[j] = ptx::pack2<T>(rope_second(x1.x, x2.x, c[e], s[e]), rope_second(x1.y, x2.y, c[e + 1], s[e + 1]));
-  }
-}
 
 // ---- tile movement ---------------------------------------------------------------------------------------
 
