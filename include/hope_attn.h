@@ -274,12 +274,15 @@ typedef struct {
 /* softmax(scale * rot(q) rot(k)^T + mask) v per sequence and head, float32 accumulation.
  * CPU backend: every check of SPEC §5, including cu_seqlens and max_seqlen_* (which must bound the true
  * lengths); all three dtypes, any even head_dim up to 1024.
- * CUDA backend: one fused FlashAttention-2-style kernel (sm80 family: mma.sync; runs on A100, H100, H200);
- * float16/bfloat16 and head_dim 64, 128, 256 (anything else is NOT_SUPPORTED with a message: use the CPU
- * backend or hope_attention_forward_unfused); q/k/v pointers and row strides 16-byte aligned. cu_seqlens
- * live in device memory and are the caller's promise. When k_rotated is given, K is rotated once into it
- * by a memory-bound pre-pass and the attention kernel reads it; otherwise K tiles are rotated in shared
- * memory. No allocation or synchronisation: the call can be captured in a CUDA graph. */
+ * CUDA backend: a fused FlashAttention-style kernel of one of two architecture families: compute
+ * capability 9.x (H100, H200) runs the warp-specialised wgmma + TMA kernel (sm90 family), every other device
+ * from 8.0 on the FlashAttention-2-style mma.sync kernel (sm80 family); the environment variable
+ * HOPE_ATTN_KERNEL_FAMILY=sm80 or sm90 forces one (NOT_SUPPORTED where it cannot run). float16/bfloat16 and
+ * head_dim 64, 128, 256 (anything else is NOT_SUPPORTED with a message: use the CPU backend or
+ * hope_attention_forward_unfused); q/k/v pointers and row strides 16-byte aligned. cu_seqlens live in device
+ * memory and are the caller's promise. When k_rotated is given, K is rotated once into it by a memory-bound
+ * pre-pass and the attention kernel reads it; otherwise K tiles are rotated in shared memory. No allocation
+ * or synchronisation: the call can be captured in a CUDA graph. */
 HOPE_API hope_status_t hope_attention_forward(const hope_attention_params_t *params, void *stream);
 
 /* The unfused GPU reference: rotation, then cuBLAS Q.K^T, a float32 masked softmax that writes LSE, then
