@@ -49,7 +49,7 @@ class PagedKV(ctypes.Structure):
 
 
 class DecodeParams(ctypes.Structure):
-    """Mirror of hope_decode_params_t (include/hope_attn.h, version 0.1)."""
+    """Mirror of hope_decode_params_t (include/hope_attn.h, version 0.2: the library reads every field)."""
     _fields_ = [
         ("backend", ctypes.c_int32), ("cache", PagedKV),
         ("batch", ctypes.c_int32), ("num_q_heads", ctypes.c_int32),
@@ -60,6 +60,7 @@ class DecodeParams(ctypes.Structure):
         ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
         ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p),
         ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32), ("num_splits", ctypes.c_int32),
+        ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),  # added in 0.2
     ]
 
 

@@ -310,11 +310,11 @@ FusedCase sweep_case(const SweepParam &sp) {
   c.with_lse = sp.group != 4;  // LSE off in a third of the cases
   c.rope_kind = sp.head_dim == 128 ? HOPE_ROPE_HOPE : sp.head_dim == 64 ? HOPE_ROPE_MROPE : HOPE_ROPE_VIDEOROPE;
   // Lengths 1, 7, 129, 1037 (none a tile multiple); an empty sequence; queries without keys (o 0, lse -inf);
-  // Nq < Nk over several key tiles; Nq > Nk (under the causal mask the first 50 rows see no key); Nq - Nk
+  // Nq < Nk over several key tiles (300 keys: at least three tiles, so every K/V stage is reused); Nq > Nk (under the causal mask the first 50 rows see no key); Nq - Nk
   // above the query tile (causal: whole query tiles see no key although the sequence has keys, so they
   // load no K/V tile at all).
   c.lens_q = {1, 7, 0, 129, 5, 3, 70, 200};
-  c.lens_k = {1, 7, 0, 200, 0, 9, 20, 10};
+  c.lens_k = {1, 7, 0, 300, 0, 9, 20, 10};
   if (!hope_test::quick_mode()) {
     c.lens_q.push_back(1037);
     c.lens_k.push_back(1037);
@@ -685,6 +685,105 @@ TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
   ASSERT_CUDA(cudaDeviceSynchronize());
   ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
   ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, r, "after the refusals"));
+}
+
+// ---- architecture families (HOPE_ATTN_KERNEL_FAMILY) --------------------------------------------------------
+// Sets HOPE_ATTN_KERNEL_FAMILY for the scope (the library reads it on every call); restores the old value.
+class ScopedFamily {
+ public:
+  explicit ScopedFamily(const char *value) {
+    const char *old = std::getenv("HOPE_ATTN_KERNEL_FAMILY");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    if (value != nullptr) setenv("HOPE_ATTN_KERNEL_FAMILY", value, 1);
+    else unsetenv("HOPE_ATTN_KERNEL_FAMILY");
+  }
+  ~ScopedFamily() {
+    if (had_) setenv("HOPE_ATTN_KERNEL_FAMILY", old_.c_str(), 1);
+    else unsetenv("HOPE_ATTN_KERNEL_FAMILY");
+  }
+  ScopedFamily(const ScopedFamily &) = delete;
+  ScopedFamily &operator=(const ScopedFamily &) = delete;
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
+int device_cc_major() {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    return 0;
+  return major;
+}
+
+// On a compute capability 9.x device both families run: each matches the float64 reference on the same inputs
+// (shifted tiles, GQA, causal rows without keys, several key tiles, both K-rotation paths), and so does the
+// planner's own choice (sm90 there).
+TEST_F(AttentionFusedGpu, BothKernelFamiliesMatchFloat64OnHopper) {
+  if (device_cc_major() != 9) GTEST_SKIP() << "needs a compute capability 9.x device (both families run there)";
+  for (int dtype : {HOPE_DTYPE_FLOAT16, HOPE_DTYPE_BFLOAT16})
+    for (int d : {64, 128, 256}) {
+      FusedCase c;
+      c.dtype = dtype;
+      c.head_dim = d;
+      c.hq = 7;
+      c.hk = 1;
+      c.causal = true;
+      c.lens_q = {1, 129, 300, 40};
+      c.lens_k = {5, 129, 420, 300};
+      Problem pr;
+      ASSERT_NO_FATAL_FAILURE(build(c, 9090u + dtype * 3 + d, &pr));
+      for (const char *family : {"sm80", "sm90", "auto"}) {
+        ScopedFamily scope(family);
+        const std::string who = std::string(family) + " " + dt(dtype) + " d" + std::to_string(d);
+        Result inkernel, prepass;
+        ASSERT_NO_FATAL_FAILURE(run_fused(pr, false, nullptr, &inkernel));
+        ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, inkernel, who + ", K rotated in-kernel"));
+        ASSERT_NO_FATAL_FAILURE(run_fused(pr, true, nullptr, &prepass));
+        ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, prepass, who + ", k_rotated pre-pass"));
+        expect_krot_matches(pr, prepass);
+        expect_identical(inkernel, prepass, who + ": pre-pass vs in-kernel K rotation");
+      }
+    }
+}
+
+// A value the library does not know is INVALID_VALUE naming the variable; sm90 where it cannot run is
+// NOT_SUPPORTED; sm80 runs on every device from 8.0 on. Nothing is written by a refused call.
+TEST_F(AttentionFusedGpu, KernelFamilyVariableIsChecked) {
+  FusedCase c;
+  c.dtype = HOPE_DTYPE_BFLOAT16;
+  c.head_dim = 64;
+  c.hq = 2;
+  c.hk = 1;
+  c.lens_q = {9};
+  c.lens_k = {9};
+  Problem pr;
+  ASSERT_NO_FATAL_FAILURE(build(c, 4711u, &pr));
+  DevInputs di;
+  ASSERT_NO_FATAL_FAILURE(upload(pr, &di));
+  DevOutputs o;
+  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, false, &o));
+  const hope_attention_params_t p = make_params(pr, di, o);
+  {
+    ScopedFamily scope("sm75");
+    EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_INVALID_VALUE);
+    EXPECT_NE(std::string(hope_last_error()).find("HOPE_ATTN_KERNEL_FAMILY"), std::string::npos) << hope_last_error();
+  }
+  if (device_cc_major() != 9) {
+    ScopedFamily scope("sm90");
+    EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
+    EXPECT_NE(std::string(hope_last_error()).find("sm90"), std::string::npos) << hope_last_error();
+  }
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  Result r;
+  ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
+  for (size_t i = 0; i < r.out.size(); ++i) ASSERT_TRUE(std::isnan(r.out.get(i))) << "out[" << i << "] was written";
+  ScopedFamily scope("sm80");
+  ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
+  ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, r, "forced sm80"));
 }
 
 }  // namespace
