@@ -633,21 +633,42 @@ TEST_F(AttentionFusedGpu, StreamDoesNotChangeResult) {
 }
 
 // ---- unsupported shapes: NOT_SUPPORTED with a message, nothing written ------------------------------------
-TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
+// One small bf16 problem (2 q heads over 1 kv head, 9 tokens) uploaded, its outputs poisoned, its parameters
+// ready: for the tests of refused calls (nothing may be written) followed by one that works.
+struct SmallCall {
+  Problem pr;
+  DevInputs di;
+  DevOutputs o;
+  hope_attention_params_t p{};
+};
+void small_call(int head_dim, uint64_t seed, SmallCall *sc) {
   FusedCase c;
   c.dtype = HOPE_DTYPE_BFLOAT16;
-  c.head_dim = 128;
+  c.head_dim = head_dim;
   c.hq = 2;
   c.hk = 1;
   c.lens_q = {9};
   c.lens_k = {9};
-  Problem pr;
-  ASSERT_NO_FATAL_FAILURE(build(c, 88u, &pr));
-  DevInputs di;
-  ASSERT_NO_FATAL_FAILURE(upload(pr, &di));
-  DevOutputs o;
-  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, false, &o));
-  const hope_attention_params_t good = make_params(pr, di, o);
+  ASSERT_NO_FATAL_FAILURE(build(c, seed, &sc->pr));
+  ASSERT_NO_FATAL_FAILURE(upload(sc->pr, &sc->di));
+  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(sc->pr, false, &sc->o));
+  sc->p = make_params(sc->pr, sc->di, sc->o);
+}
+// Nothing was written into the poisoned output.
+void expect_output_untouched(const SmallCall &sc) {
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  Result r;
+  ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &r));
+  for (size_t i = 0; i < r.out.size(); ++i) ASSERT_TRUE(std::isnan(r.out.get(i))) << "out[" << i << "] was written";
+}
+
+TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
+  SmallCall sc;
+  ASSERT_NO_FATAL_FAILURE(small_call(128, 88u, &sc));
+  const FusedCase &c = sc.pr.c;
+  const Problem &pr = sc.pr;
+  const DevOutputs &o = sc.o;
+  const hope_attention_params_t good = sc.p;
 
   // head_dim 96 (the buffers are large enough for 96 < 128): the message names the supported ones.
   hope_attention_params_t p = good;
@@ -675,14 +696,12 @@ TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
   EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
 
   // Nothing was written by any of these calls.
-  ASSERT_CUDA(cudaDeviceSynchronize());
-  Result r;
-  ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
-  for (size_t i = 0; i < r.out.size(); ++i) ASSERT_TRUE(std::isnan(r.out.get(i))) << "out[" << i << "] was written";
+  ASSERT_NO_FATAL_FAILURE(expect_output_untouched(sc));
 
   // The same call with supported values works.
   ASSERT_HOPE_OK(hope_attention_forward(&good, nullptr));
   ASSERT_CUDA(cudaDeviceSynchronize());
+  Result r;
   ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
   ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, r, "after the refusals"));
 }
@@ -751,20 +770,9 @@ TEST_F(AttentionFusedGpu, BothKernelFamiliesMatchFloat64OnHopper) {
 // A value the library does not know is INVALID_VALUE naming the variable; sm90 where it cannot run is
 // NOT_SUPPORTED; sm80 runs on every device from 8.0 on. Nothing is written by a refused call.
 TEST_F(AttentionFusedGpu, KernelFamilyVariableIsChecked) {
-  FusedCase c;
-  c.dtype = HOPE_DTYPE_BFLOAT16;
-  c.head_dim = 64;
-  c.hq = 2;
-  c.hk = 1;
-  c.lens_q = {9};
-  c.lens_k = {9};
-  Problem pr;
-  ASSERT_NO_FATAL_FAILURE(build(c, 4711u, &pr));
-  DevInputs di;
-  ASSERT_NO_FATAL_FAILURE(upload(pr, &di));
-  DevOutputs o;
-  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, false, &o));
-  const hope_attention_params_t p = make_params(pr, di, o);
+  SmallCall sc;
+  ASSERT_NO_FATAL_FAILURE(small_call(64, 4711u, &sc));
+  const hope_attention_params_t &p = sc.p;
   {
     ScopedFamily scope("sm75");
     EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_INVALID_VALUE);
@@ -775,15 +783,13 @@ TEST_F(AttentionFusedGpu, KernelFamilyVariableIsChecked) {
     EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
     EXPECT_NE(std::string(hope_last_error()).find("sm90"), std::string::npos) << hope_last_error();
   }
-  ASSERT_CUDA(cudaDeviceSynchronize());
-  Result r;
-  ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
-  for (size_t i = 0; i < r.out.size(); ++i) ASSERT_TRUE(std::isnan(r.out.get(i))) << "out[" << i << "] was written";
+  ASSERT_NO_FATAL_FAILURE(expect_output_untouched(sc));
   ScopedFamily scope("sm80");
   ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
   ASSERT_CUDA(cudaDeviceSynchronize());
-  ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
-  ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, r, "forced sm80"));
+  Result r;
+  ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &r));
+  ASSERT_NO_FATAL_FAILURE(expect_matches_reference(sc.pr, r, "forced sm80"));
 }
 
 }  // namespace

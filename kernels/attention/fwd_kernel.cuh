@@ -23,6 +23,7 @@
 #include "attention/fwd_traits.cuh"
 #include "attention/ptx_sm80.cuh"
 #include "attention/rope_tile.cuh"
+#include "attention/softmax_rows.cuh"
 #include "common/launch.cuh"
 
 namespace hope {
@@ -269,15 +270,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1) attn_fwd_sm80_kernel(con
 
   // ---- epilogue: normalise, stage this warp's 16 rows in its own Q rows, store 16 bytes at a time --------
   float inv[2], lse[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float s = row_sum[r];
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    const bool any = s > 0.f;  // false: no visible key -> o = 0, lse = -inf
-    inv[r] = any ? 1.f / s : 0.f;
-    lse[r] = any ? row_max[r] * p.softmax_scale + logf(s) : -INFINITY;
-  }
+  finalize_rows(row_max, row_sum, p.softmax_scale, inv, lse);
   __syncwarp();
 #pragma unroll
   for (int d = 0; d < kNTilesD; ++d) {

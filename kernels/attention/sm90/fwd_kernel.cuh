@@ -38,6 +38,7 @@
 #include "attention/ptx_sm90.cuh"
 #include "attention/rope_tile.cuh"
 #include "attention/sm90/fwd_traits.cuh"
+#include "attention/softmax_rows.cuh"
 #include "common/launch.cuh"
 #include "common/vec.cuh"
 
@@ -416,15 +417,7 @@ __device__ __forceinline__ void consume(const AttnFwdParams &p, const TileCoords
 
   // ---- epilogue: normalise, stage in this warpgroup's own Q rows (swizzled), 16-byte stores ---------------
   float inv[2], lse[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float s = row_sum[r];
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    const bool any = s > 0.f;  // false: no visible key -> o = 0, lse = -inf
-    inv[r] = any ? 1.f / s : 0.f;
-    lse[r] = any ? row_max[r] * p.softmax_scale + logf(s) : -INFINITY;
-  }
+  finalize_rows(row_max, row_sum, p.softmax_scale, inv, lse);
   named_barrier_sync(wg_bar, kWgThreads);  // every warp's wgmma reads of these Q rows have retired
 #pragma unroll
   for (int j = 0; j < kHeadDim / 8; ++j) {
