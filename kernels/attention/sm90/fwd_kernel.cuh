@@ -38,6 +38,7 @@
 #include "attention/ptx_sm90.cuh"
 #include "attention/rope_tile.cuh"
 #include "attention/sm90/fwd_traits.cuh"
+#include "attention/sm90/tile_plan.h"
 #include "attention/softmax_rows.cuh"
 #include "common/launch.cuh"
 #include "common/vec.cuh"
@@ -52,7 +53,8 @@ struct FwdParamsSm90 {
   AttnFwdParams p;
 };
 
-// What every thread of a CTA derives from its block index (identical in all threads).
+// What every thread of a CTA derives from its block index (identical in all threads); tile_plan.h has the
+// arithmetic.
 struct TileCoords {
   int head, kv_head, b;
   int q_start, q_len, k_start, k_len;
@@ -64,45 +66,26 @@ struct TileCoords {
 
 template <typename Traits>
 __device__ __forceinline__ bool tile_coords(const AttnFwdParams &p, TileCoords *tc) {
-  constexpr int kBlockM = Traits::kBlockM;
-  constexpr int kBlockN = Traits::kBlockN;
   const int m_block = static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x);  // heaviest tiles first
   tc->head = static_cast<int>(blockIdx.y);
   tc->b = static_cast<int>(blockIdx.z) + p.batch_offset;
   tc->q_start = p.cu_seqlens_q[tc->b];
   tc->q_len = p.cu_seqlens_q[tc->b + 1] - tc->q_start;
-  tc->m0 = m_block * kBlockM;
+  tc->m0 = m_block * Traits::kBlockM;
   if (tc->m0 >= tc->q_len) return false;  // past this sequence's true length (max_seqlen_q sized the grid)
   tc->k_start = p.cu_seqlens_k[tc->b];
   tc->k_len = p.cu_seqlens_k[tc->b + 1] - tc->k_start;
   tc->kv_head = tc->head / p.head_group;
-  tc->q_row0 = tc->m0 + kBlockM > tc->q_len ? tc->q_len - kBlockM : tc->m0;
-  // Keys the tile's last row (q_row0 + kBlockM - 1) sees: all, or under the bottom-right causal mask those
-  // n <= i + Nk - Nq. In int64: the sums may pass INT_MAX before the subtraction.
-  const int64_t shift = static_cast<int64_t>(tc->k_len) - tc->q_len;
-  int64_t n_end = tc->k_len;
-  if (p.causal) n_end = min(n_end, static_cast<int64_t>(tc->q_row0) + kBlockM + shift);
-  tc->n_blocks = n_end > 0 ? static_cast<int>((n_end + kBlockN - 1) / kBlockN) : 0;
-  // Tile j is mask-free when it is whole ((j + 1) kBlockN <= Nk) and, under the causal mask, entirely visible
-  // to the first row this CTA writes ((j + 1) kBlockN - 1 <= m0 + shift). Both hold for every j below a bound.
-  int64_t full = tc->k_len / kBlockN;
-  if (p.causal) {
-    const int64_t x = static_cast<int64_t>(tc->m0) + shift + 1;
-    full = min(full, x > 0 ? x / kBlockN : int64_t{0});
-  }
-  tc->n_masked = tc->n_blocks - static_cast<int>(min(full, static_cast<int64_t>(tc->n_blocks)));
+  const TilePlan t = plan_tile<Traits::kBlockM, Traits::kBlockN>(tc->q_len, tc->k_len, tc->m0, p.causal != 0);
+  tc->q_row0 = t.q_row0;
+  tc->n_blocks = t.n_blocks;
+  tc->n_masked = t.n_masked;
   return true;
 }
 
-// Iteration i handles key tile n_blocks - 1 - i: logical keys [n0, n0 + kBlockN), held in shared memory from
-// key row0 on (row0 < n0 only for the shifted last tile of a sequence).
-struct KeyTile {
-  int n0, row0;
-};
 template <typename Traits>
 __device__ __forceinline__ KeyTile key_tile(const TileCoords &tc, int i) {
-  const int n0 = (tc.n_blocks - 1 - i) * Traits::kBlockN;
-  return {n0, n0 + Traits::kBlockN > tc.k_len ? tc.k_len - Traits::kBlockN : n0};
+  return sm90::key_tile<Traits::kBlockN>(tc.n_blocks, tc.k_len, i);
 }
 
 // Rotates rows [r_lo, r_hi) of a landed 128-byte-swizzled tile (kColBlocks blocks of `block_bytes`) in place;
@@ -292,18 +275,12 @@ __device__ __forceinline__ void consume(const AttnFwdParams &p, const TileCoords
   // Masks of iteration i: keys past this thread's rows' causal limit, and the duplicate rows of a shifted tile.
   auto apply_mask = [&](int i) {
     const KeyTile kt = key_tile<Traits>(tc, i);
-    int limit[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int64_t l = p.causal ? q_tok0 + 8 * r + shift : static_cast<int64_t>(INT_MAX);
-      limit[r] = static_cast<int>(max(min(l, static_cast<int64_t>(INT_MAX)), static_cast<int64_t>(-1)));
-    }
+    const int limit[2] = {causal_limit(q_tok0, shift, p.causal != 0), causal_limit(q_tok0 + 8, shift, p.causal != 0)};
 #pragma unroll
     for (int j = 0; j < kBlockN / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = kt.row0 + 8 * j + 2 * t + (e & 1);
-        if (key < kt.n0 || key > limit[e >> 1]) acc_s[4 * j + e] = -INFINITY;
+        if (key_masked(kt.row0 + 8 * j + 2 * t + (e & 1), kt.n0, limit[e >> 1])) acc_s[4 * j + e] = -INFINITY;
       }
     }
   };
