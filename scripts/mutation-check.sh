@@ -50,8 +50,8 @@ selected=("$@")
 want() { [ ${#selected[@]} -eq 0 ] && return 0; local s; for s in "${selected[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 
 echo "==== mutation check: copying the tree to $src"
-rm -rf "$src" && mkdir -p "$src" "$build"
-git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$src" || exit 2
+rm -rf "$src" "$build" && mkdir -p "$src" "$build"  # a fresh build: objects of an interrupted run are stale
+git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xmf - -C "$src" || exit 2
 launcher=()
 command -v ccache > /dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHOPE_EMULATED_DEVICE=ON -DHOPE_BUILD_BENCHMARKS=OFF \
