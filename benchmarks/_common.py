@@ -1,10 +1,67 @@
-"""Shared pieces of the Python benchmarks (decode_bench.py, prefill_bench.py): finding and loading
-libhope_attn.so through ctypes, turning a failing status into an exception, and NVTX ranges."""
+"""Shared pieces of the Python benchmarks (decode_bench.py, prefill_bench.py, cpu_bench.py): ctypes mirrors of
+the params structs, finding and loading libhope_attn.so, turning a failing status into an exception, and NVTX
+ranges."""
 import ctypes
 import os
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+# ---- ctypes mirrors of the params structs (include/hope_attn.h, version 0.2: every field, so the library never
+# reads past the end of a struct built here; fields left unset are zero, which means the default) ----------------
+
+class AttentionParams(ctypes.Structure):
+    """Mirror of hope_attention_params_t."""
+    _fields_ = [
+        ("backend", ctypes.c_int32), ("dtype", ctypes.c_int32), ("batch", ctypes.c_int32),
+        ("num_q_heads", ctypes.c_int32), ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
+        ("cu_seqlens_q", ctypes.c_void_p), ("cu_seqlens_k", ctypes.c_void_p),
+        ("max_seqlen_q", ctypes.c_int32), ("max_seqlen_k", ctypes.c_int32),
+        ("q", ctypes.c_void_p), ("k", ctypes.c_void_p), ("v", ctypes.c_void_p),
+        ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
+        ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p), ("cos_k", ctypes.c_void_p), ("sin_k", ctypes.c_void_p),
+        ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32),
+        ("q_row_stride", ctypes.c_int64), ("k_row_stride", ctypes.c_int64), ("v_row_stride", ctypes.c_int64),
+        ("k_rotated", ctypes.c_void_p), ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),
+    ]
+
+
+class RopeApplyParams(ctypes.Structure):
+    """Mirror of hope_rope_apply_params_t."""
+    _fields_ = [
+        ("backend", ctypes.c_int32), ("dtype", ctypes.c_int32), ("num_tokens", ctypes.c_int64),
+        ("num_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
+        ("x", ctypes.c_void_p), ("x_row_stride", ctypes.c_int64),
+        ("out", ctypes.c_void_p), ("out_row_stride", ctypes.c_int64),
+        ("cos", ctypes.c_void_p), ("sin", ctypes.c_void_p),
+        ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),
+    ]
+
+
+class PagedKV(ctypes.Structure):
+    """Mirror of hope_paged_kv_t."""
+    _fields_ = [
+        ("dtype", ctypes.c_int32), ("num_pages", ctypes.c_int32), ("page_size", ctypes.c_int32),
+        ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
+        ("k_pages", ctypes.c_void_p), ("v_pages", ctypes.c_void_p),
+    ]
+
+
+class DecodeParams(ctypes.Structure):
+    """Mirror of hope_decode_params_t."""
+    _fields_ = [
+        ("backend", ctypes.c_int32), ("cache", PagedKV),
+        ("batch", ctypes.c_int32), ("num_q_heads", ctypes.c_int32),
+        ("cu_seqlens_q", ctypes.c_void_p), ("max_seqlen_q", ctypes.c_int32),
+        ("seq_lens", ctypes.c_void_p), ("max_seqlen_k", ctypes.c_int32),
+        ("page_table", ctypes.c_void_p), ("max_pages_per_seq", ctypes.c_int32),
+        ("q", ctypes.c_void_p), ("q_row_stride", ctypes.c_int64),
+        ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
+        ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p),
+        ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32), ("num_splits", ctypes.c_int32),
+        ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),
+    ]
 
 
 def find_library():

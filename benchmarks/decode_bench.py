@@ -32,36 +32,11 @@ import statistics
 import sys
 import traceback
 
-from _common import REPO, NvtxRange, check, open_library  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import REPO, DecodeParams, NvtxRange, PagedKV, check, open_library  # noqa: E402
 
 HOPE_BACKEND_CUDA = 0
 HOPE_DTYPE_BFLOAT16 = 1
 HQ, HK, DIM, PAGE = 28, 4, 128, 16
-
-
-class PagedKV(ctypes.Structure):
-    """Mirror of hope_paged_kv_t (include/hope_attn.h)."""
-    _fields_ = [
-        ("dtype", ctypes.c_int32), ("num_pages", ctypes.c_int32), ("page_size", ctypes.c_int32),
-        ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
-        ("k_pages", ctypes.c_void_p), ("v_pages", ctypes.c_void_p),
-    ]
-
-
-class DecodeParams(ctypes.Structure):
-    """Mirror of hope_decode_params_t (include/hope_attn.h, version 0.2: the library reads every field)."""
-    _fields_ = [
-        ("backend", ctypes.c_int32), ("cache", PagedKV),
-        ("batch", ctypes.c_int32), ("num_q_heads", ctypes.c_int32),
-        ("cu_seqlens_q", ctypes.c_void_p), ("max_seqlen_q", ctypes.c_int32),
-        ("seq_lens", ctypes.c_void_p), ("max_seqlen_k", ctypes.c_int32),
-        ("page_table", ctypes.c_void_p), ("max_pages_per_seq", ctypes.c_int32),
-        ("q", ctypes.c_void_p), ("q_row_stride", ctypes.c_int64),
-        ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
-        ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p),
-        ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32), ("num_splits", ctypes.c_int32),
-        ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),  # added in 0.2
-    ]
 
 
 def time_cuda(torch, fn, sets, warmup, iters):

@@ -35,39 +35,10 @@ import statistics
 import sys
 import traceback
 
-from _common import REPO, NvtxRange, check, open_library  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import REPO, AttentionParams, NvtxRange, RopeApplyParams, check, open_library  # noqa: E402
 
 HOPE_BACKEND_CUDA = 0
 HOPE_DTYPE_FLOAT16, HOPE_DTYPE_BFLOAT16, HOPE_DTYPE_FLOAT32 = 0, 1, 2
-
-
-class AttentionParams(ctypes.Structure):
-    """Mirror of hope_attention_params_t (include/hope_attn.h, version 0.2: the library reads every field)."""
-    _fields_ = [
-        ("backend", ctypes.c_int32), ("dtype", ctypes.c_int32), ("batch", ctypes.c_int32),
-        ("num_q_heads", ctypes.c_int32), ("num_kv_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
-        ("cu_seqlens_q", ctypes.c_void_p), ("cu_seqlens_k", ctypes.c_void_p),
-        ("max_seqlen_q", ctypes.c_int32), ("max_seqlen_k", ctypes.c_int32),
-        ("q", ctypes.c_void_p), ("k", ctypes.c_void_p), ("v", ctypes.c_void_p),
-        ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
-        ("cos_q", ctypes.c_void_p), ("sin_q", ctypes.c_void_p), ("cos_k", ctypes.c_void_p), ("sin_k", ctypes.c_void_p),
-        ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int32),
-        ("q_row_stride", ctypes.c_int64), ("k_row_stride", ctypes.c_int64), ("v_row_stride", ctypes.c_int64),
-        ("k_rotated", ctypes.c_void_p),
-        ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),  # added in 0.2
-    ]
-
-
-class RopeApplyParams(ctypes.Structure):
-    """Mirror of hope_rope_apply_params_t (version 0.2)."""
-    _fields_ = [
-        ("backend", ctypes.c_int32), ("dtype", ctypes.c_int32), ("num_tokens", ctypes.c_int64),
-        ("num_heads", ctypes.c_int32), ("head_dim", ctypes.c_int32),
-        ("x", ctypes.c_void_p), ("x_row_stride", ctypes.c_int64),
-        ("out", ctypes.c_void_p), ("out_row_stride", ctypes.c_int64),
-        ("cos", ctypes.c_void_p), ("sin", ctypes.c_void_p),
-        ("rope_pairing", ctypes.c_int32), ("rotary_dim", ctypes.c_int32),  # added in 0.2
-    ]
 
 
 def ptr(t):

@@ -69,6 +69,8 @@ static hope_status_t validate(const char *fn, const hope_attention_params_t *par
               r->num_kv_heads);
   HOPEI_CHECK(r->head_dim >= 2 && r->head_dim % 2 == 0 && r->head_dim <= HOPEI_ATTN_MAX_HEAD_DIM,
               "%s: params->head_dim is %d, must be even and in [2, %d]", fn, r->head_dim, HOPEI_ATTN_MAX_HEAD_DIM);
+  HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r->rope_pairing, r->rotary_dim, r->head_dim,
+                                 &r->rotary_dim));
   HOPEI_CHECK_ROTARY_DEFAULT(fn, r->rope_pairing, r->rotary_dim, r->head_dim);
   HOPEI_CHECK(isfinite(r->softmax_scale), "%s: params->softmax_scale is not finite", fn);
   if (r->softmax_scale <= 0.f) r->softmax_scale = (float)(1.0 / sqrt((double)r->head_dim));
@@ -117,9 +119,13 @@ static hope_status_t validate(const char *fn, const hope_attention_params_t *par
   HOPEI_TRY(check_extent(fn, "cos_k/sin_k", total_k, r->head_dim / 2, r->head_dim / 2, limit));
   HOPEI_TRY(check_extent(fn, "lse", r->num_q_heads, total_q, total_q, limit));
   if (r->backend == HOPE_BACKEND_CPU) {
-    /* The CPU backend keeps float32 copies of q, k and v: their byte sizes must fit as well. */
-    HOPEI_TRY(check_extent(fn, "the float32 scratch", total_q > total_k ? total_q : total_k,
-                           4 * (q_width > kv_width ? q_width : kv_width), 4, limit));
+    /* The CPU backend keeps packed float32 (or bfloat16) copies of q, k and v, head_dim padded to a multiple
+     * of 32 and keys to a multiple of 16 per sequence: their byte sizes must fit as well. */
+    const int64_t padded = (r->head_dim + 31) / 32 * 32;
+    HOPEI_TRY(check_extent(fn, "the CPU backend's packed copies",
+                           (total_q > total_k ? total_q : total_k) + 16 * (int64_t)r->batch,
+                           4 * padded * (r->num_q_heads > r->num_kv_heads ? r->num_q_heads : r->num_kv_heads), 4,
+                           limit));
   }
   return HOPE_SUCCESS;
 }

@@ -1,6 +1,7 @@
 /* nvtx.c — the NVTX domain "hope_attn" and one registered range name per public entry point.
  * nvtx3 is header-only: without a tool attached (nsys, ncu) each push/pop is a cheap no-op.
- * HOPE_NVTX_DISABLE=1 in the environment turns the ranges off entirely. */
+ * HOPE_NVTX_DISABLE=1 in the environment turns the ranges off entirely. Built only when the nvtx3 headers were
+ * found (cmake/cuda_backend.cmake); tests/nvtx/ records the ranges through an NVTX injection library. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -11,8 +12,10 @@
 static const char *const kRangeNames[HOPEI_RANGE_COUNT_] = {
     [HOPEI_RANGE_POSITIONS_COUNT] = "hope_positions_count",
     [HOPEI_RANGE_POSITIONS_BUILD] = "hope_positions_build",
+    [HOPEI_RANGE_POSITIONS_BUILD_EX] = "hope_positions_build_ex",
     [HOPEI_RANGE_POSITIONS_GENERATED] = "hope_positions_generated",
     [HOPEI_RANGE_SEGMENT_FROM_GRID] = "hope_segment_from_vision_grid",
+    [HOPEI_RANGE_SEGMENT_FROM_GRID_EX] = "hope_segment_from_vision_grid_ex",
     [HOPEI_RANGE_SCALES_SELECT] = "hope_temporal_scales_select",
     [HOPEI_RANGE_ROPE_COMPONENTS] = "hope_rope_components",
     [HOPEI_RANGE_ROPE_COS_SIN] = "hope_rope_cos_sin",
@@ -29,6 +32,7 @@ static const char *const kRangeNames[HOPEI_RANGE_COUNT_] = {
     [HOPEI_RANGE_DECODE_FORWARD] = "hope_decode_forward",
     [HOPEI_RANGE_MERGE_STATES] = "hope_merge_states",
     [HOPEI_RANGE_CUDA_DEVICE_COUNT] = "hope_cuda_device_count",
+    [HOPEI_RANGE_BUILD_INFO] = "hope_build_info",
 };
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

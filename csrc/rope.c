@@ -1,5 +1,6 @@
 /* rope.c — SPEC §3 on the host: the pair -> component map, inverse frequencies, cos/sin in double.
  * The cache objects live in rope_cache.c, the rotation in rope_apply.c (validation) and cpu/rope_apply.c. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -8,6 +9,23 @@
 
 /* Below this many tokens the cos/sin tables are computed on the calling thread alone. */
 #define HOPEI_ROPE_MIN_CHUNK 256
+
+hope_status_t hopei_rotary_resolve(const char *fn, const char *prefix, const char *pairing_name, int32_t pairing,
+                                   int32_t rotary_dim, int32_t head_dim, int32_t *resolved) {
+  HOPEI_CHECK(pairing == HOPE_PAIRING_ROTATE_HALF || pairing == HOPE_PAIRING_INTERLEAVED,
+              "%s: %s%s %d is not a hope_rope_pairing_t (0 rotate-half, 1 interleaved)", fn, prefix, pairing_name,
+              (int)pairing);
+  if (rotary_dim != 0) {
+    HOPEI_CHECK(rotary_dim % 2 == 0, "%s: %srotary_dim %d must be even (0 selects head_dim %d)", fn, prefix,
+                (int)rotary_dim, (int)head_dim);
+    HOPEI_CHECK(rotary_dim >= 2, "%s: %srotary_dim %d must be >= 2 (0 selects head_dim %d)", fn, prefix,
+                (int)rotary_dim, (int)head_dim);
+    HOPEI_CHECK(rotary_dim <= head_dim, "%s: %srotary_dim %d must be <= head_dim %d", fn, prefix, (int)rotary_dim,
+                (int)head_dim);
+  }
+  if (resolved != NULL) *resolved = rotary_dim != 0 ? rotary_dim : head_dim;
+  return HOPE_SUCCESS;
+}
 
 hope_status_t hopei_rope_check_config(const hope_rope_config_t *config, const char *fn) {
   HOPEI_CHECK(config != NULL, "%s: config must not be NULL", fn);
@@ -18,17 +36,22 @@ hope_status_t hopei_rope_check_config(const hope_rope_config_t *config, const ch
               HOPEI_ROPE_MAX_HEAD_DIM);
   HOPEI_CHECK(isfinite(config->theta) && config->theta > 1.0, "%s: config->theta %g must be finite and > 1", fn,
               config->theta);
-  HOPEI_CHECK_ROTARY_DEFAULT(fn, config->pairing, config->rotary_dim, config->head_dim);
-  if (config->model_exact_freqs != 0)
-    return hopei_fail(HOPE_ERROR_NOT_SUPPORTED, "%s: model-exact frequencies are not implemented yet", fn);
+  int32_t rotary_dim = 0;
+  HOPEI_TRY(hopei_rotary_resolve(fn, "config->", "pairing", config->pairing, config->rotary_dim, config->head_dim,
+                                 &rotary_dim));
+  HOPEI_CHECK(config->model_exact_freqs == 0 || config->model_exact_freqs == 1,
+              "%s: config->model_exact_freqs %d must be 0 (double frequencies) or 1 (PyTorch's float32 ones)", fn,
+              (int)config->model_exact_freqs);
+  HOPEI_CHECK(config->model_exact_freqs == 0 || config->theta <= (double)FLT_MAX,
+              "%s: config->theta %g exceeds float32, which model-exact frequencies compute in", fn, config->theta);
   if (config->kind != HOPE_ROPE_VANILLA) {
     const int32_t *s = config->sections;
     HOPEI_CHECK(s[0] >= 0 && s[1] >= 0 && s[2] >= 0,
                 "%s: config->sections (%d, %d, %d) must be non-negative", fn, (int)s[0], (int)s[1], (int)s[2]);
     int64_t sum = (int64_t)s[0] + s[1] + s[2];
-    HOPEI_CHECK(sum == config->head_dim / 2,
-                "%s: config->sections (%d, %d, %d) sum to %lld, but head_dim / 2 is %d", fn, (int)s[0],
-                (int)s[1], (int)s[2], (long long)sum, (int)(config->head_dim / 2));
+    HOPEI_CHECK(sum == rotary_dim / 2,
+                "%s: config->sections (%d, %d, %d) sum to %lld, but rotary_dim / 2 is %d (rotary_dim %d)", fn,
+                (int)s[0], (int)s[1], (int)s[2], (long long)sum, (int)(rotary_dim / 2), (int)rotary_dim);
   }
   return HOPE_SUCCESS;
 }
@@ -55,11 +78,27 @@ static int32_t component_of(const hope_rope_config_t *config, int32_t i) {
   }
 }
 
+int32_t hopei_rope_half(const hope_rope_config_t *config) {
+  return (config->rotary_dim != 0 ? config->rotary_dim : config->head_dim) / 2;
+}
+
+/* SPEC §8 model-exact inverse frequency: what PyTorch model code computes in float32,
+ * 1.0 / (theta ** (torch.arange(0, r, 2).float() / r)): the exponent 2i / r divided in float32, the power of the
+ * float32 base rounded to float32 (from the double power, so correctly rounded), then the float32 reciprocal. */
+static double model_exact_inv_freq(double theta, int32_t i, int32_t rotary_dim) {
+  const float exponent = (float)(2 * i) / (float)rotary_dim;
+  const float power = (float)pow((double)(float)theta, (double)exponent);
+  const float inv = 1.0f / power;
+  return (double)inv;
+}
+
 void hopei_rope_tables(const hope_rope_config_t *config, int32_t *components, double *inv_freq) {
-  const int32_t half = config->head_dim / 2;
+  const int32_t half = hopei_rope_half(config), rotary_dim = 2 * half;
   for (int32_t i = 0; i < half; ++i) {
     if (components != NULL) components[i] = component_of(config, i);
-    if (inv_freq != NULL) inv_freq[i] = pow(config->theta, -(double)(2 * i) / (double)config->head_dim);
+    if (inv_freq == NULL) continue;
+    inv_freq[i] = config->model_exact_freqs ? model_exact_inv_freq(config->theta, i, rotary_dim)
+                                            : pow(config->theta, -(double)(2 * i) / (double)rotary_dim);
   }
 }
 
@@ -135,7 +174,7 @@ hope_status_t hope_rope_cos_sin(const hope_rope_config_t *config, const float *p
   HOPEI_CHECK_NOT_NULL(kFn, positions);
   HOPEI_CHECK_NOT_NULL(kFn, cos_out);
   HOPEI_CHECK_NOT_NULL(kFn, sin_out);
-  const int32_t half = config->head_dim / 2;
+  const int32_t half = hopei_rope_half(config);
   int64_t elems = 0, pos_elems = 0;
   HOPEI_CHECK(hopei_mul_i64(n, half, &elems) && elems <= INT64_MAX / 4 && hopei_mul_i64(n, 3, &pos_elems) &&
                   pos_elems <= INT64_MAX / 4,

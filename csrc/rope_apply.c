@@ -6,13 +6,6 @@
 #include "rope/launch.h"
 #include "rope/rope_host.h"
 
-/* Byte range [*lo, *hi) spanned by `tokens` rows of `row_elems` elements, `stride` elements apart. */
-static void byte_span(const void *p, int64_t tokens, int64_t stride, int64_t row_elems, size_t elem,
-                      uintptr_t *lo, uintptr_t *hi) {
-  *lo = (uintptr_t)p;
-  *hi = *lo + (uintptr_t)(((tokens - 1) * stride + row_elems) * (int64_t)elem);
-}
-
 hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stream) {
   HOPEI_NVTX_SCOPE(HOPEI_RANGE_ROPE_APPLY);
   static const char kFn[] = "hope_rope_apply";
@@ -26,7 +19,8 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
   HOPEI_CHECK(p.head_dim >= 2 && p.head_dim <= HOPEI_ROPE_MAX_HEAD_DIM && p.head_dim % 2 == 0,
               "%s: params->head_dim %d must be even and in 2..%d", kFn, (int)p.head_dim, HOPEI_ROPE_MAX_HEAD_DIM);
   HOPEI_CHECK(p.num_heads >= 1, "%s: params->num_heads %d must be >= 1", kFn, (int)p.num_heads);
-  HOPEI_CHECK_ROTARY_DEFAULT(kFn, p.rope_pairing, p.rotary_dim, p.head_dim);
+  HOPEI_TRY(hopei_rotary_resolve(kFn, "params->", "rope_pairing", p.rope_pairing, p.rotary_dim, p.head_dim,
+                                 &p.rotary_dim));
   HOPEI_CHECK(p.num_tokens >= 0, "%s: params->num_tokens %lld must be >= 0", kFn, (long long)p.num_tokens);
   const int64_t row = (int64_t)p.num_heads * p.head_dim; /* < 2^41: no overflow */
   HOPEI_CHECK(p.x_row_stride == 0 || p.x_row_stride >= row,
@@ -44,7 +38,7 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
     HOPEI_CHECK(p.cos != NULL, "%s: params->cos must not be NULL", kFn);
     HOPEI_CHECK(p.sin != NULL, "%s: params->sin must not be NULL", kFn);
     /* Every element index (and byte offset) of x, out, cos and sin must fit in int64. */
-    const int64_t half = p.head_dim / 2;
+    const int64_t half = p.rotary_dim / 2;
     int64_t last = 0, x_end = 0, out_end = 0, cs = 0;
     bool ok = hopei_mul_i64(p.num_tokens - 1, p.x_row_stride, &last) && hopei_add_i64(last, row, &x_end) &&
               x_end <= INT64_MAX / (int64_t)elem && hopei_mul_i64(p.num_tokens - 1, p.out_row_stride, &last) &&
@@ -52,21 +46,23 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
               hopei_mul_i64(p.num_tokens, half, &cs) && cs <= INT64_MAX / 4;
     HOPEI_CHECK(ok, "%s: num_tokens %lld with row strides (%lld, %lld) overflows the index range", kFn,
                 (long long)p.num_tokens, (long long)p.x_row_stride, (long long)p.out_row_stride);
-    /* out may equal x (then with the same layout), otherwise the two must not overlap. */
+    /* Both spans must fit the address space (a larger one is a wrong num_tokens or stride, not an overlap);
+     * out may equal x (then with the same layout), otherwise the two must not overlap. */
+    HOPEI_TRY(hopei_check_span(kFn, "x (num_tokens rows, x_row_stride apart)", p.x, (uint64_t)x_end * elem));
+    HOPEI_TRY(hopei_check_span(kFn, "out (num_tokens rows, out_row_stride apart)", p.out,
+                               (uint64_t)out_end * elem));
     if (p.out == p.x) {
       HOPEI_CHECK(p.num_tokens == 1 || p.out_row_stride == p.x_row_stride,
                   "%s: in place (out == x) needs out_row_stride == x_row_stride (got %lld and %lld)", kFn,
                   (long long)p.out_row_stride, (long long)p.x_row_stride);
     } else {
-      uintptr_t xlo, xhi, olo, ohi;
-      byte_span(p.x, p.num_tokens, p.x_row_stride, row, elem, &xlo, &xhi);
-      byte_span(p.out, p.num_tokens, p.out_row_stride, row, elem, &olo, &ohi);
-      HOPEI_CHECK(xhi <= olo || ohi <= xlo,
-                  "%s: out and x overlap without being equal (out may equal x for in place, nothing else)", kFn);
+      HOPEI_TRY(hopei_check_alias(kFn, "out", p.out, (uint64_t)out_end * elem, "x", p.x, (uint64_t)x_end * elem,
+                                  true));
     }
   }
 
   if (p.backend == HOPE_BACKEND_CUDA) {
+    HOPEI_CHECK_ROTARY_DEFAULT(kFn, p.rope_pairing, p.rotary_dim, p.head_dim);
     HOPEI_TRY(hopei_require_device(kFn));
     if (p.num_tokens == 0) return HOPE_SUCCESS;
     return hopei_rope_apply_cuda(&p, stream);

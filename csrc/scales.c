@@ -73,20 +73,28 @@ hope_status_t hope_temporal_scales_select(const hope_scale_params_t *params, hop
       break;
     }
     case HOPE_SCALE_FIT: {
-      bool found = false;
-      float best = 0.0f, smallest = candidates[0];
+      /* Only candidates hope_positions_build accepts (every position a finite float32) take part: the largest
+       * whose next_position fits the budget, else the smallest. */
+      bool fits = false, buildable = false;
+      float best = 0.0f, smallest = 0.0f;
       for (int32_t c = 0; c < num_candidates; ++c) {
         const float s = candidates[c];
-        if (s < smallest) smallest = s;
-        if (found && s <= best) continue;
-        const float next =
-            hopei_positions_next(segments, num_segments, HOPE_LAYOUT_DIAGONAL, (double)s, (double)s, params->start);
-        if ((double)next <= params->position_budget) {
+        if (fits && s <= best) continue; /* once one fits, only a larger one can change the choice */
+        float next = 0.0f;
+        if (hopei_positions_check_range(fn, segments, num_segments, HOPE_LAYOUT_DIAGONAL, (double)s, (double)s,
+                                        params->start, &next) != HOPE_SUCCESS)
+          continue;
+        if (!buildable || s < smallest) smallest = s;
+        buildable = true;
+        if ((double)next <= params->position_budget && (!fits || s > best)) {
           best = s;
-          found = true;
+          fits = true;
         }
       }
-      pick = found ? best : smallest;
+      HOPEI_CHECK(buildable,
+                  "%s: HOPE_SCALE_FIT: every candidate scale puts positions beyond the float32 range (start %g), "
+                  "so hope_positions_build would refuse each", fn, (double)params->start);
+      pick = fits ? best : smallest;
       for (int32_t i = 0; i < num_segments; ++i)
         if (is_vision(&segments[i])) segments[i].temporal_scale = pick;
       break;

@@ -78,7 +78,9 @@ hope_status_t hope_kv_append(const hope_kv_append_params_t *params, void *stream
   hope_kv_append_params_t r = *params;
   HOPEI_TRY(check_backend(fn, r.backend));
   HOPEI_TRY(check_cache(fn, r.backend, &r.cache, true));
-  HOPEI_CHECK_ROTARY_DEFAULT(fn, r.rope_pairing, r.rotary_dim, r.cache.head_dim);
+  HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r.rope_pairing, r.rotary_dim, r.cache.head_dim,
+                                 &r.rotary_dim));
+  if (r.backend == HOPE_BACKEND_CUDA) HOPEI_CHECK_ROTARY_DEFAULT(fn, r.rope_pairing, r.rotary_dim, r.cache.head_dim);
   HOPEI_CHECK(r.num_tokens >= 0, "%s: params->num_tokens is %lld, must be >= 0", fn, (long long)r.num_tokens);
   const int64_t width = (int64_t)r.cache.num_kv_heads * r.cache.head_dim;
   HOPEI_TRY(resolve_stride(fn, "k_row_stride", &r.k_row_stride, width));
@@ -130,6 +132,8 @@ static hope_status_t check_decode_shape(const char *fn, const hope_decode_params
   HOPEI_CHECK(r->num_splits >= 0 && r->num_splits <= HOPEI_DECODE_MAX_SPLITS,
               "%s: params->num_splits is %d, must be in [0, %d] (0: planned)", fn, r->num_splits,
               HOPEI_DECODE_MAX_SPLITS);
+  HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r->rope_pairing, r->rotary_dim, c->head_dim,
+                                 &r->rotary_dim));
   HOPEI_CHECK_ROTARY_DEFAULT(fn, r->rope_pairing, r->rotary_dim, c->head_dim);
   HOPEI_CHECK(isfinite(r->softmax_scale), "%s: params->softmax_scale is not finite", fn);
   if (r->softmax_scale <= 0.f) r->softmax_scale = (float)(1.0 / sqrt((double)c->head_dim));
@@ -166,8 +170,9 @@ static hope_status_t plan_decode(const char *fn, const hope_decode_params_t *r, 
       units = (int64_t)sm * HOPEI_DECODE_CTAS_PER_SM;
       base = (int64_t)r->batch * r->cache.num_kv_heads * (plan->row_blocks > 0 ? plan->row_blocks : 1);
     } else {
+      /* a CPU task is (sequence, kv head, split): all query heads of a kv head share its K/V reads */
       units = hopei_num_threads();
-      base = (int64_t)r->batch * r->num_q_heads;
+      base = (int64_t)r->batch * r->cache.num_kv_heads;
     }
     int64_t max_splits =
         ((int64_t)r->max_seqlen_k + HOPEI_DECODE_MIN_KEYS_PER_SPLIT - 1) / HOPEI_DECODE_MIN_KEYS_PER_SPLIT;
@@ -187,8 +192,9 @@ static hope_status_t plan_decode(const char *fn, const hope_decode_params_t *r, 
             splits = (int32_t)s;
           }
         }
-      } else if (base < units) {
-        int64_t want = (units + base - 1) / base;
+      } else if (base < 2 * units) {
+        /* CPU: at least two tasks per thread, so the atomic task queue can even out uneven progress */
+        int64_t want = (2 * units + base - 1) / base;
         if (want > max_splits) want = max_splits;
         splits = want < 1 ? 1 : (int32_t)want;
       }
@@ -319,6 +325,21 @@ hope_status_t hope_merge_states(const hope_merge_params_t *params, void *stream)
   HOPEI_CHECK(r.lse_a != NULL, "%s: params->lse_a must not be NULL", fn);
   HOPEI_CHECK(r.lse_b != NULL, "%s: params->lse_b must not be NULL", fn);
   HOPEI_CHECK(r.out != NULL, "%s: params->out must not be NULL", fn);
+  HOPEI_CHECK(elems <= INT64_MAX / 4, "%s: num_tokens * num_heads * head_dim (%lld) is too large", fn,
+              (long long)elems);
+  /* In place means the very same array: out may be o_a or o_b, lse_out lse_a or lse_b; no other overlap. */
+  const uint64_t ob = (uint64_t)elems * hopei_dtype_size(r.dtype), lb = (uint64_t)r.num_tokens * r.num_heads * 4u;
+  HOPEI_TRY(hopei_check_alias(fn, "params->out", r.out, ob, "params->o_a", r.o_a, ob, true));
+  HOPEI_TRY(hopei_check_alias(fn, "params->out", r.out, ob, "params->o_b", r.o_b, ob, true));
+  HOPEI_TRY(hopei_check_alias(fn, "params->out", r.out, ob, "params->lse_a", r.lse_a, lb, false));
+  HOPEI_TRY(hopei_check_alias(fn, "params->out", r.out, ob, "params->lse_b", r.lse_b, lb, false));
+  if (r.lse_out != NULL) {
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->lse_a", r.lse_a, lb, true));
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->lse_b", r.lse_b, lb, true));
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->out", r.out, ob, false));
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->o_a", r.o_a, ob, false));
+    HOPEI_TRY(hopei_check_alias(fn, "params->lse_out", r.lse_out, lb, "params->o_b", r.o_b, ob, false));
+  }
   if (r.backend == HOPE_BACKEND_CPU) return hopei_merge_states_cpu(&r);
   return hopei_merge_states_cuda(&r, stream);
 }

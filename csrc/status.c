@@ -35,3 +35,36 @@ hope_status_t hopei_fail(hope_status_t status, const char *fmt, ...) {
 
 bool hopei_mul_i64(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
 bool hopei_add_i64(int64_t a, int64_t b, int64_t *out) { return !__builtin_add_overflow(a, b, out); }
+
+/* ---- memory ranges -------------------------------------------------------------------------------------- */
+
+bool hopei_span(const void *p, uint64_t bytes, uintptr_t *lo, uintptr_t *hi) {
+  *lo = (uintptr_t)p;
+  *hi = *lo + (uintptr_t)bytes;
+  return bytes <= HOPEI_ADDRESS_LIMIT && *lo <= HOPEI_ADDRESS_LIMIT - (uintptr_t)bytes;
+}
+
+hope_status_t hopei_check_span(const char *fn, const char *name, const void *p, uint64_t bytes) {
+  uintptr_t lo, hi;
+  HOPEI_CHECK(hopei_span(p, bytes, &lo, &hi),
+              "%s: %s would span %llu bytes from %p, past the end of any address space: a count or a row stride "
+              "is larger than any buffer can be", fn, name, (unsigned long long)bytes, p);
+  return HOPE_SUCCESS;
+}
+
+hope_status_t hopei_check_alias(const char *fn, const char *a_name, const void *a, uint64_t a_bytes,
+                                const char *b_name, const void *b, uint64_t b_bytes, bool may_equal) {
+  if (a == NULL || b == NULL || a_bytes == 0 || b_bytes == 0) return HOPE_SUCCESS;
+  uintptr_t alo, ahi, blo, bhi;
+  HOPEI_TRY(hopei_check_span(fn, a_name, a, a_bytes));
+  HOPEI_TRY(hopei_check_span(fn, b_name, b, b_bytes));
+  hopei_span(a, a_bytes, &alo, &ahi);
+  hopei_span(b, b_bytes, &blo, &bhi);
+  if (ahi <= blo || bhi <= alo) return HOPE_SUCCESS;
+  if (may_equal && a == b && a_bytes == b_bytes) return HOPE_SUCCESS;
+  return hopei_fail(HOPE_ERROR_INVALID_VALUE,
+                    "%s: %s [%p, +%llu bytes) and %s [%p, +%llu bytes) overlap; %s (for separate buffers this "
+                    "means a count or row stride larger than they are)", fn, a_name, a, (unsigned long long)a_bytes,
+                    b_name, b, (unsigned long long)b_bytes,
+                    may_equal ? "only the very same array is allowed (in place)" : "they must not share memory");
+}

@@ -5,24 +5,32 @@
  *     keys and values go into a paged cache (pages in shuffled order) with hope_kv_append, which rotates the
  *     keys; the prompt's attention runs through hope_attention_forward on the CPU backend. As a first check,
  *     hope_decode_forward with the prompt's last 8 tokens as queries must reproduce those rows.
- *  2. Decode: 32 steps. Generated token k takes position next_position + k on all three rows
+ *  2. Decode: 32 steps (--steps N). Generated token k takes position next_position + k on all three rows
  *     (hope_positions_generated); its K/V are appended, then hope_decode_forward attends over the pages.
  *     Every step is checked against a plain computation: hope_attention_forward (CPU) over the full,
  *     contiguous, unrotated K/V with every token's cos/sin. On a machine with a GPU the same steps also run
  *     on the CUDA backend (device cache, device decode) and are compared with the CPU backend.
  *
- * One line per step; the exit code is non-zero on any failure or mismatch. */
+ * One line per step; the exit code is non-zero on any failure or mismatch.
+ * Usage: decode_loop [--steps N] [--cpu-only] [--help]; an unknown argument is an error (exit code 2). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cuda_runtime_api.h>
-
 #include "hope_attn.h"
 
-enum { kHq = 8, kHk = 2, kD = 64, kHalf = kD / 2, kPageSize = 16, kSteps = 32, kMaxTokens = 256, kPrefillQ = 8 };
+/* HOPE_EXAMPLE_WITH_CUDA (examples/CMakeLists.txt): 1 when the library has its CUDA backend. Without it the loop
+ * runs on the CPU backend only (hope_cuda_device_count reports 0) and needs no CUDA header. */
+#ifndef HOPE_EXAMPLE_WITH_CUDA
+#define HOPE_EXAMPLE_WITH_CUDA 1
+#endif
+#if HOPE_EXAMPLE_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+enum { kHq = 8, kHk = 2, kD = 64, kHalf = kD / 2, kPageSize = 16, kMaxSteps = 200, kMaxTokens = 256, kPrefillQ = 8 };
 #define kNumPages (kMaxTokens / kPageSize + 4)
 static const double kTol = 1e-2;     /* relative error, bfloat16 (SPEC §6) */
 static const double kLseTol = 2e-2;
@@ -36,6 +44,7 @@ static const double kLseTol = 2e-2;
       exit(1);                                                                                           \
     }                                                                                                    \
   } while (0)
+#if HOPE_EXAMPLE_WITH_CUDA
 #define CHECK_CUDA(expr)                                                                                   \
   do {                                                                                                   \
     cudaError_t e_ = (expr);                                                                             \
@@ -44,6 +53,15 @@ static const double kLseTol = 2e-2;
       exit(1);                                                                                           \
     }                                                                                                    \
   } while (0)
+/* Replaces *p (device memory, may be NULL) by an allocation of `bytes`. */
+static void device_realloc(void **p, size_t bytes) {
+  if (*p != NULL) CHECK_CUDA(cudaFree(*p));
+  CHECK_CUDA(cudaMalloc(p, bytes));
+}
+#else
+/* Built without CUDA: no CUDA-backend call is ever made (hope_cuda_device_count reports 0). */
+#define device_realloc(p, bytes) (fprintf(stderr, "built without CUDA: no device memory\n"), exit(1))
+#endif
 
 /* ---- bfloat16 on the host, and a small deterministic N(0,1) generator --------------------------------- */
 static uint16_t to_bf16(float f) {
@@ -185,8 +203,7 @@ static void decode(int backend, hope_paged_kv_t cache, int n, int nq, const void
   CHECK_HOPE(hope_decode_workspace_size(&p, &need));
   if (need > *workspace_cap) { /* grows rarely: sized by the planner for this context length */
     if (backend == HOPE_BACKEND_CUDA) {
-      if (*workspace != NULL) CHECK_CUDA(cudaFree(*workspace));
-      CHECK_CUDA(cudaMalloc(workspace, need));
+      device_realloc(workspace, need);
     } else {
       free(*workspace);
       *workspace = malloc(need);
@@ -201,7 +218,129 @@ static void decode(int backend, hope_paged_kv_t cache, int n, int nq, const void
   CHECK_HOPE(hope_decode_forward(&p, *workspace, *workspace_cap, stream));
 }
 
-int main(void) {
+/* ---- the GPU mirror: the same cache and steps on the CUDA backend, compared with the CPU ----------------- */
+
+typedef struct {
+  hope_paged_kv_t cache; /* device pages, same table and slots as the host cache */
+  void *k, *v, *q, *out, *ws;
+  float *cos, *sin, *lse;
+  int64_t *slots;
+  int32_t *meta; /* [0..1]: cu_seqlens_q, [2]: seq_len, [3..]: page table */
+  size_t ws_cap;
+} gpu_mirror_t;
+
+#if HOPE_EXAMPLE_WITH_CUDA
+static void gpu_setup(gpu_mirror_t *g, hope_paged_kv_t host, const int64_t *slots, size_t slots_bytes) {
+  memset(g, 0, sizeof(*g));
+  g->cache = host;
+  CHECK_CUDA(cudaMalloc(&g->cache.k_pages, sizeof(g_kp)));
+  CHECK_CUDA(cudaMalloc(&g->cache.v_pages, sizeof(g_vp)));
+  CHECK_CUDA(cudaMemset(g->cache.k_pages, 0xff, sizeof(g_kp)));
+  CHECK_CUDA(cudaMemset(g->cache.v_pages, 0xff, sizeof(g_vp)));
+  CHECK_CUDA(cudaMalloc(&g->k, sizeof(g_k)));
+  CHECK_CUDA(cudaMalloc(&g->v, sizeof(g_v)));
+  CHECK_CUDA(cudaMalloc((void **)&g->cos, sizeof(g_cos)));
+  CHECK_CUDA(cudaMalloc((void **)&g->sin, sizeof(g_sin)));
+  CHECK_CUDA(cudaMalloc((void **)&g->slots, slots_bytes));
+  CHECK_CUDA(cudaMalloc(&g->q, (size_t)kPrefillQ * kHq * kD * 2));
+  CHECK_CUDA(cudaMalloc(&g->out, (size_t)kPrefillQ * kHq * kD * 2));
+  CHECK_CUDA(cudaMalloc((void **)&g->lse, (size_t)kPrefillQ * kHq * 4));
+  CHECK_CUDA(cudaMalloc((void **)&g->meta, (3 + kNumPages) * sizeof(int32_t)));
+  CHECK_CUDA(cudaMemcpy(g->slots, slots, slots_bytes, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->meta + 3, g_table, sizeof(g_table), cudaMemcpyHostToDevice));
+}
+
+/* The prompt's P tokens into the device cache. */
+static void gpu_prefill(gpu_mirror_t *g, int P) {
+  CHECK_CUDA(cudaMemcpy(g->k, g_k, (size_t)P * kHk * kD * 2, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->v, g_v, (size_t)P * kHk * kD * 2, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->cos, g_cos, (size_t)P * kHalf * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->sin, g_sin, (size_t)P * kHalf * 4, cudaMemcpyHostToDevice));
+  append(HOPE_BACKEND_CUDA, g->cache, 0, P, g->slots, g->k, g->v, g->cos, g->sin, NULL);
+  CHECK_CUDA(cudaDeviceSynchronize());
+}
+
+/* Step for token n: append it on the device, decode q over the n + 1 keys, and bring out / lse back. */
+static void gpu_step(gpu_mirror_t *g, int n, const uint16_t *q, const int32_t cu_q[2], int32_t seq_len,
+                     uint16_t *out, float *lse, size_t *used) {
+  const size_t row = (size_t)kHk * kD * 2;
+  CHECK_CUDA(cudaMemcpy((char *)g->k + n * row, g_k + (size_t)n * kHk * kD, row, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy((char *)g->v + n * row, g_v + (size_t)n * kHk * kD, row, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->cos + (size_t)n * kHalf, g_cos + (size_t)n * kHalf, kHalf * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->sin + (size_t)n * kHalf, g_sin + (size_t)n * kHalf, kHalf * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->q, q, (size_t)kHq * kD * 2, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->meta, cu_q, 2 * sizeof(int32_t), cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(g->meta + 2, &seq_len, sizeof(seq_len), cudaMemcpyHostToDevice));
+  append(HOPE_BACKEND_CUDA, g->cache, n, 1, g->slots + n, (char *)g->k + n * row, (char *)g->v + n * row,
+         g->cos + (size_t)n * kHalf, g->sin + (size_t)n * kHalf, NULL);
+  decode(HOPE_BACKEND_CUDA, g->cache, n + 1, 1, g->q, g->cos + (size_t)n * kHalf, g->sin + (size_t)n * kHalf, g->out,
+         g->lse, g->meta, g->meta + 2, g->meta + 3, &g->ws, &g->ws_cap, NULL, used);
+  CHECK_CUDA(cudaMemcpy(out, g->out, (size_t)kHq * kD * 2, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaMemcpy(lse, g->lse, (size_t)kHq * 4, cudaMemcpyDeviceToHost));
+}
+
+static void gpu_free(gpu_mirror_t *g) {
+  void *ptrs[] = {g->cache.k_pages, g->cache.v_pages, g->k, g->v, g->cos, g->sin, g->slots, g->q, g->out, g->lse,
+                  g->meta, g->ws};
+  for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); ++i)
+    if (ptrs[i] != NULL) CHECK_CUDA(cudaFree(ptrs[i]));
+}
+#else
+/* Built without CUDA: hope_cuda_device_count reports 0, so main never mirrors the loop on a GPU. */
+#define gpu_unavailable() (fprintf(stderr, "built without CUDA: no GPU mirror\n"), exit(1))
+#define gpu_setup(g, host, slots, slots_bytes) gpu_unavailable()
+#define gpu_prefill(g, P) gpu_unavailable()
+#define gpu_step(g, n, q, cu_q, seq_len, out, lse, used) gpu_unavailable()
+#define gpu_free(g) gpu_unavailable()
+#endif
+
+/* ---- command line -------------------------------------------------------------------------------------- */
+typedef struct {
+  int steps;    /* decode steps after the prefill */
+  int cpu_only; /* skip the CUDA backend even when a GPU is present */
+} options_t;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: decode_loop [--steps N] [--cpu-only] [--help]\n"
+          "  A paged-KV decode loop with HoPE positions (CPU backend, and the CUDA backend when a GPU is present),\n"
+          "  each step checked against plain attention over the whole sequence.\n"
+          "  --steps N    decode steps after the 44-token prompt, 1..%d (default 32)\n"
+          "  --cpu-only   run the CPU backend only, even with a GPU\n"
+          "  --help, -h   this text\n",
+          kMaxSteps);
+}
+
+static void bad_arg(const char *arg, const char *why) {
+  fprintf(stderr, "decode_loop: %s '%s' (try --help)\n", why, arg);
+  exit(2);
+}
+
+static options_t parse_args(int argc, char **argv) {
+  options_t o = {32, 0};
+  for (int i = 1; i < argc; ++i) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    } else if (strcmp(a, "--cpu-only") == 0) {
+      o.cpu_only = 1;
+    } else if (strcmp(a, "--steps") == 0) {
+      if (i + 1 >= argc) bad_arg(a, "missing the number after");
+      char *end = NULL;
+      const long v = strtol(argv[++i], &end, 10);
+      if (end == argv[i] || *end != '\0' || v < 1 || v > kMaxSteps) bad_arg(argv[i], "--steps: expected 1..200, got");
+      o.steps = (int)v;
+    } else {
+      bad_arg(a, "unknown argument");
+    }
+  }
+  return o;
+}
+
+int main(int argc, char **argv) {
+  const options_t opt = parse_args(argc, argv);
+  const int steps = opt.steps;
   int failures = 0;
 
   /* ---- positions and cos/sin of the prompt ---- */
@@ -218,7 +357,7 @@ int main(void) {
   segs[2].length = 7;
   int64_t prompt = 0;
   CHECK_HOPE(hope_positions_count(segs, 3, &prompt));
-  if (prompt + kSteps > kMaxTokens || prompt < kPrefillQ) {
+  if (prompt + steps > kMaxTokens || prompt < kPrefillQ) {
     fprintf(stderr, "prompt of %lld tokens does not fit\n", (long long)prompt);
     return 1;
   }
@@ -251,28 +390,11 @@ int main(void) {
   /* GPU, if any: a device copy of the cache and of the per-step inputs. */
   int32_t devices = 0;
   CHECK_HOPE(hope_cuda_device_count(&devices));
-  hope_paged_kv_t dc = hc;
-  void *d_k = NULL, *d_v = NULL, *d_q = NULL, *d_out = NULL, *d_ws = NULL;
-  float *d_cos = NULL, *d_sin = NULL, *d_lse = NULL;
-  int64_t *d_slots = NULL;
-  int32_t *d_meta = NULL; /* [0..1]: cu_seqlens_q, [2]: seq_len, [3..]: page table */
-  size_t d_ws_cap = 0;
+  if (opt.cpu_only) devices = 0;
+  gpu_mirror_t gpu;
+  memset(&gpu, 0, sizeof(gpu));
   if (devices > 0) {
-    CHECK_CUDA(cudaMalloc(&dc.k_pages, sizeof(g_kp)));
-    CHECK_CUDA(cudaMalloc(&dc.v_pages, sizeof(g_vp)));
-    CHECK_CUDA(cudaMemset(dc.k_pages, 0xff, sizeof(g_kp)));
-    CHECK_CUDA(cudaMemset(dc.v_pages, 0xff, sizeof(g_vp)));
-    CHECK_CUDA(cudaMalloc(&d_k, sizeof(g_k)));
-    CHECK_CUDA(cudaMalloc(&d_v, sizeof(g_v)));
-    CHECK_CUDA(cudaMalloc((void **)&d_cos, sizeof(g_cos)));
-    CHECK_CUDA(cudaMalloc((void **)&d_sin, sizeof(g_sin)));
-    CHECK_CUDA(cudaMalloc((void **)&d_slots, sizeof(slots)));
-    CHECK_CUDA(cudaMalloc(&d_q, (size_t)kPrefillQ * kHq * kD * 2));
-    CHECK_CUDA(cudaMalloc(&d_out, (size_t)kPrefillQ * kHq * kD * 2));
-    CHECK_CUDA(cudaMalloc((void **)&d_lse, (size_t)kPrefillQ * kHq * 4));
-    CHECK_CUDA(cudaMalloc((void **)&d_meta, (3 + kNumPages) * sizeof(int32_t)));
-    CHECK_CUDA(cudaMemcpy(d_slots, slots, sizeof(slots), cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(d_meta + 3, g_table, sizeof(g_table), cudaMemcpyHostToDevice));
+    gpu_setup(&gpu, hc, slots, sizeof(slots));
     printf("GPU present: the decode steps also run on the CUDA backend\n");
   } else {
     printf("no GPU: CPU backend only\n");
@@ -308,19 +430,12 @@ int main(void) {
            P, next_position, kPrefillQ, rel, dl, ok ? "ok" : "MISMATCH");
     free(ws);
   }
-  if (devices > 0) {
-    CHECK_CUDA(cudaMemcpy(d_k, g_k, (size_t)P * kHk * kD * 2, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(d_v, g_v, (size_t)P * kHk * kD * 2, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(d_cos, g_cos, (size_t)P * kHalf * 4, cudaMemcpyHostToDevice));
-    CHECK_CUDA(cudaMemcpy(d_sin, g_sin, (size_t)P * kHalf * 4, cudaMemcpyHostToDevice));
-    append(HOPE_BACKEND_CUDA, dc, 0, P, d_slots, d_k, d_v, d_cos, d_sin, NULL);
-    CHECK_CUDA(cudaDeviceSynchronize());
-  }
+  if (devices > 0) gpu_prefill(&gpu, P);
 
   /* ---- decode steps ---- */
   void *ws = NULL;
   size_t ws_cap = 0;
-  for (int step = 0; step < kSteps; ++step) {
+  for (int step = 0; step < steps; ++step) {
     const int n = P + step; /* index of the new token; the sequence then holds n + 1 keys */
     float pos[3];
     CHECK_HOPE(hope_positions_generated(next_position, step, 1, pos));
@@ -341,21 +456,8 @@ int main(void) {
     int ok = rel <= kTol && dl <= kLseTol;
     char gpu_note[96] = "";
     if (devices > 0) {
-      const size_t row = (size_t)kHk * kD * 2;
-      CHECK_CUDA(cudaMemcpy((char *)d_k + n * row, g_k + (size_t)n * kHk * kD, row, cudaMemcpyHostToDevice));
-      CHECK_CUDA(cudaMemcpy((char *)d_v + n * row, g_v + (size_t)n * kHk * kD, row, cudaMemcpyHostToDevice));
-      CHECK_CUDA(cudaMemcpy(d_cos + (size_t)n * kHalf, g_cos + (size_t)n * kHalf, kHalf * 4, cudaMemcpyHostToDevice));
-      CHECK_CUDA(cudaMemcpy(d_sin + (size_t)n * kHalf, g_sin + (size_t)n * kHalf, kHalf * 4, cudaMemcpyHostToDevice));
-      CHECK_CUDA(cudaMemcpy(d_q, q, sizeof(q), cudaMemcpyHostToDevice));
-      CHECK_CUDA(cudaMemcpy(d_meta, cu_q, sizeof(cu_q), cudaMemcpyHostToDevice));
-      CHECK_CUDA(cudaMemcpy(d_meta + 2, &seq_len, sizeof(seq_len), cudaMemcpyHostToDevice));
-      append(HOPE_BACKEND_CUDA, dc, n, 1, d_slots + n, (char *)d_k + n * row, (char *)d_v + n * row,
-             d_cos + (size_t)n * kHalf, d_sin + (size_t)n * kHalf, NULL);
       size_t gused = 0;
-      decode(HOPE_BACKEND_CUDA, dc, n + 1, 1, d_q, d_cos + (size_t)n * kHalf, d_sin + (size_t)n * kHalf, d_out,
-             d_lse, d_meta, d_meta + 2, d_meta + 3, &d_ws, &d_ws_cap, NULL, &gused);
-      CHECK_CUDA(cudaMemcpy(gout, d_out, sizeof(gout), cudaMemcpyDeviceToHost));
-      CHECK_CUDA(cudaMemcpy(glse, d_lse, sizeof(glse), cudaMemcpyDeviceToHost));
+      gpu_step(&gpu, n, q, cu_q, seq_len, gout, glse, &gused);
       const double grel = rel_err_bf16(gout, out, kHq * kD), gdl = max_abs_diff(glse, lse, kHq);
       const int gok = grel <= 2 * kTol && gdl <= 2 * kLseTol;
       ok = ok && gok;
@@ -366,20 +468,7 @@ int main(void) {
            pos[0], n + 1, rel, dl, used, gpu_note, ok ? "ok" : "MISMATCH");
   }
   free(ws);
-  if (devices > 0) {
-    CHECK_CUDA(cudaFree(dc.k_pages));
-    CHECK_CUDA(cudaFree(dc.v_pages));
-    CHECK_CUDA(cudaFree(d_k));
-    CHECK_CUDA(cudaFree(d_v));
-    CHECK_CUDA(cudaFree(d_cos));
-    CHECK_CUDA(cudaFree(d_sin));
-    CHECK_CUDA(cudaFree(d_slots));
-    CHECK_CUDA(cudaFree(d_q));
-    CHECK_CUDA(cudaFree(d_out));
-    CHECK_CUDA(cudaFree(d_lse));
-    CHECK_CUDA(cudaFree(d_meta));
-    if (d_ws != NULL) CHECK_CUDA(cudaFree(d_ws));
-  }
+  if (devices > 0) gpu_free(&gpu);
   printf("%s: %d mismatch(es)\n", failures ? "FAILED" : "passed", failures);
   return failures ? 1 : 0;
 }

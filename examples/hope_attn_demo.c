@@ -20,9 +20,16 @@
 #include <string.h>
 #include <time.h>
 
-#include <cuda_runtime_api.h>
-
 #include "hope_attn.h"
+
+/* HOPE_EXAMPLE_WITH_CUDA (examples/CMakeLists.txt): 1 when the library has its CUDA backend. Without it the demo
+ * runs on the CPU backend only (hope_cuda_device_count reports 0) and needs no CUDA header. */
+#ifndef HOPE_EXAMPLE_WITH_CUDA
+#define HOPE_EXAMPLE_WITH_CUDA 1
+#endif
+#if HOPE_EXAMPLE_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Errors                                                                                                      */
@@ -34,15 +41,6 @@
     if (s_ != HOPE_SUCCESS) {                                                                              \
       fprintf(stderr, "hope_attn_demo: %s failed: %s: %s\n", #call, hope_status_string(s_),                \
               hope_last_error());                                                                          \
-      exit(1);                                                                                             \
-    }                                                                                                      \
-  } while (0)
-
-#define CUDA_DEMO_CHECK(call)                                                                              \
-  do {                                                                                                     \
-    cudaError_t e_ = (call);                                                                               \
-    if (e_ != cudaSuccess) {                                                                               \
-      fprintf(stderr, "hope_attn_demo: %s failed: %s\n", #call, cudaGetErrorString(e_));                   \
       exit(1);                                                                                             \
     }                                                                                                      \
   } while (0)
@@ -462,6 +460,104 @@ static double now_ms(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */
+/* The GPU run                                                                                                 */
+/* ---------------------------------------------------------------------------------------------------------- */
+
+/* Device copies of q, k, v, out, lse, cu_seqlens and the unfused path's workspace, and what ran. */
+typedef struct {
+  void *q, *k, *v, *out, *ws;
+  float *lse;
+  int32_t *cu;
+  size_t ws_bytes;
+  const char *path; /* "fused" or "unfused" */
+  char device_name[256];
+} gpu_run_t;
+
+#if HOPE_EXAMPLE_WITH_CUDA
+#define CUDA_DEMO_CHECK(call)                                                                              \
+  do {                                                                                                     \
+    cudaError_t e_ = (call);                                                                               \
+    if (e_ != cudaSuccess) {                                                                               \
+      fprintf(stderr, "hope_attn_demo: %s failed: %s\n", #call, cudaGetErrorString(e_));                   \
+      exit(1);                                                                                             \
+    }                                                                                                      \
+  } while (0)
+
+/* Uploads the host q, k, v and cu_seqlens, runs `p` (shape and cos/sin set by the caller, cos/sin on the device)
+ * once as a warm-up and 10 times timed with CUDA events, and downloads out and lse. The fused kernel covers
+ * float16/bfloat16 and head_dim 64/128/256; anything else falls back to the unfused cuBLAS path, which takes every
+ * dtype and even head_dim. Returns the mean time in ms. */
+static double attention_gpu(hope_attention_params_t *p, gpu_run_t *g, const void *q, const void *k, const void *v,
+                            size_t q_bytes, size_t kv_bytes, const int32_t cu_host[2], void *out, float *lse,
+                            size_t lse_bytes) {
+  struct cudaDeviceProp prop;
+  int dev = 0;
+  CUDA_DEMO_CHECK(cudaGetDevice(&dev));
+  CUDA_DEMO_CHECK(cudaGetDeviceProperties(&prop, dev));
+  snprintf(g->device_name, sizeof g->device_name, "%s", prop.name);
+  CUDA_DEMO_CHECK(cudaMalloc(&g->q, q_bytes));
+  CUDA_DEMO_CHECK(cudaMalloc(&g->k, kv_bytes));
+  CUDA_DEMO_CHECK(cudaMalloc(&g->v, kv_bytes));
+  CUDA_DEMO_CHECK(cudaMalloc(&g->out, q_bytes));
+  CUDA_DEMO_CHECK(cudaMalloc((void **)&g->lse, lse_bytes));
+  CUDA_DEMO_CHECK(cudaMalloc((void **)&g->cu, 2 * sizeof(int32_t)));
+  CUDA_DEMO_CHECK(cudaMemcpy(g->q, q, q_bytes, cudaMemcpyHostToDevice));
+  CUDA_DEMO_CHECK(cudaMemcpy(g->k, k, kv_bytes, cudaMemcpyHostToDevice));
+  CUDA_DEMO_CHECK(cudaMemcpy(g->v, v, kv_bytes, cudaMemcpyHostToDevice));
+  CUDA_DEMO_CHECK(cudaMemcpy(g->cu, cu_host, 2 * sizeof(int32_t), cudaMemcpyHostToDevice));
+  p->q = g->q;
+  p->k = g->k;
+  p->v = g->v;
+  p->out = g->out;
+  p->lse = g->lse;
+  p->cu_seqlens_q = p->cu_seqlens_k = g->cu;
+  g->path = "fused";
+  hope_status_t st = hope_attention_forward(p, NULL);
+  if (st == HOPE_ERROR_NOT_SUPPORTED) {
+    printf("  note       : fused kernel: %s; using the unfused GPU path\n", hope_last_error());
+    g->path = "unfused";
+    HOPE_DEMO_CHECK(hope_attention_unfused_workspace_size(p, &g->ws_bytes));
+    CUDA_DEMO_CHECK(cudaMalloc(&g->ws, g->ws_bytes ? g->ws_bytes : 1));
+    st = hope_attention_forward_unfused(p, g->ws, g->ws_bytes, NULL);
+  }
+  HOPE_DEMO_CHECK(st); /* the warm-up run */
+  CUDA_DEMO_CHECK(cudaDeviceSynchronize());
+  cudaEvent_t e0, e1;
+  CUDA_DEMO_CHECK(cudaEventCreate(&e0));
+  CUDA_DEMO_CHECK(cudaEventCreate(&e1));
+  const int iters = 10;
+  CUDA_DEMO_CHECK(cudaEventRecord(e0, NULL));
+  for (int it = 0; it < iters; ++it) {
+    if (g->ws != NULL) HOPE_DEMO_CHECK(hope_attention_forward_unfused(p, g->ws, g->ws_bytes, NULL));
+    else HOPE_DEMO_CHECK(hope_attention_forward(p, NULL));
+  }
+  CUDA_DEMO_CHECK(cudaEventRecord(e1, NULL));
+  CUDA_DEMO_CHECK(cudaEventSynchronize(e1));
+  float total = 0.0f;
+  CUDA_DEMO_CHECK(cudaEventElapsedTime(&total, e0, e1));
+  CUDA_DEMO_CHECK(cudaEventDestroy(e0));
+  CUDA_DEMO_CHECK(cudaEventDestroy(e1));
+  CUDA_DEMO_CHECK(cudaMemcpy(out, g->out, q_bytes, cudaMemcpyDeviceToHost));
+  CUDA_DEMO_CHECK(cudaMemcpy(lse, g->lse, lse_bytes, cudaMemcpyDeviceToHost));
+  return total / iters;
+}
+
+static void gpu_free(gpu_run_t *g) {
+  CUDA_DEMO_CHECK(cudaFree(g->q));
+  CUDA_DEMO_CHECK(cudaFree(g->k));
+  CUDA_DEMO_CHECK(cudaFree(g->v));
+  CUDA_DEMO_CHECK(cudaFree(g->out));
+  CUDA_DEMO_CHECK(cudaFree(g->lse));
+  CUDA_DEMO_CHECK(cudaFree(g->cu));
+  if (g->ws != NULL) CUDA_DEMO_CHECK(cudaFree(g->ws));
+}
+#else
+/* Built without CUDA: hope_cuda_device_count reports 0 and main refuses --backend cuda, so there is no GPU run. */
+#define attention_gpu(...) (fprintf(stderr, "hope_attn_demo: built without CUDA: no GPU run\n"), exit(1), 0.0)
+#define gpu_free(g) ((void)(g))
+#endif
+
+/* ---------------------------------------------------------------------------------------------------------- */
 /* The demo                                                                                                    */
 /* ---------------------------------------------------------------------------------------------------------- */
 
@@ -491,7 +587,8 @@ int main(int argc, char **argv) {
   int backend = o.backend;
   if (backend < 0) backend = devices > 0 ? HOPE_BACKEND_CUDA : HOPE_BACKEND_CPU;
   if (backend == HOPE_BACKEND_CUDA && devices == 0) {
-    fprintf(stderr, "hope_attn_demo: --backend cuda, but no usable CUDA device was found\n");
+    fprintf(stderr, "hope_attn_demo: --backend cuda, but %s\n",
+            HOPE_EXAMPLE_WITH_CUDA ? "no usable CUDA device was found" : "this hope_attn was built without CUDA");
     return 1;
   }
   const int on_gpu = backend == HOPE_BACKEND_CUDA;
@@ -586,64 +683,11 @@ int main(int argc, char **argv) {
   p.sin_q = p.sin_k = sin_tab;
   p.causal = 1;
   double ms = 0.0;
-  const char *path = "fused";
-  void *dq = NULL, *dk = NULL, *dv = NULL, *dout = NULL, *dws = NULL;
-  float *dlse = NULL;
-  int32_t *dcu = NULL;
-  char device_name[256] = "";
+  gpu_run_t gpu;
+  memset(&gpu, 0, sizeof gpu);
   if (on_gpu) {
-    struct cudaDeviceProp prop;
-    int dev = 0;
-    CUDA_DEMO_CHECK(cudaGetDevice(&dev));
-    CUDA_DEMO_CHECK(cudaGetDeviceProperties(&prop, dev));
-    snprintf(device_name, sizeof device_name, "%s", prop.name);
-    CUDA_DEMO_CHECK(cudaMalloc(&dq, nq_el * es));
-    CUDA_DEMO_CHECK(cudaMalloc(&dk, nk_el * es));
-    CUDA_DEMO_CHECK(cudaMalloc(&dv, nk_el * es));
-    CUDA_DEMO_CHECK(cudaMalloc(&dout, nq_el * es));
-    CUDA_DEMO_CHECK(cudaMalloc((void **)&dlse, sizeof(float) * (size_t)hq * (size_t)n));
-    CUDA_DEMO_CHECK(cudaMalloc((void **)&dcu, sizeof cu_host));
-    CUDA_DEMO_CHECK(cudaMemcpy(dq, q, nq_el * es, cudaMemcpyHostToDevice));
-    CUDA_DEMO_CHECK(cudaMemcpy(dk, k, nk_el * es, cudaMemcpyHostToDevice));
-    CUDA_DEMO_CHECK(cudaMemcpy(dv, v, nk_el * es, cudaMemcpyHostToDevice));
-    CUDA_DEMO_CHECK(cudaMemcpy(dcu, cu_host, sizeof cu_host, cudaMemcpyHostToDevice));
-    p.q = dq;
-    p.k = dk;
-    p.v = dv;
-    p.out = dout;
-    p.lse = dlse;
-    p.cu_seqlens_q = p.cu_seqlens_k = dcu;
-    /* The fused kernel covers float16/bfloat16 and head_dim 64/128/256; anything else falls back to the
-     * unfused cuBLAS path, which takes every dtype and even head_dim. */
-    hope_status_t st = hope_attention_forward(&p, NULL);
-    size_t ws_bytes = 0;
-    if (st == HOPE_ERROR_NOT_SUPPORTED) {
-      printf("  note       : fused kernel: %s; using the unfused GPU path\n", hope_last_error());
-      path = "unfused";
-      HOPE_DEMO_CHECK(hope_attention_unfused_workspace_size(&p, &ws_bytes));
-      CUDA_DEMO_CHECK(cudaMalloc(&dws, ws_bytes ? ws_bytes : 1));
-      st = hope_attention_forward_unfused(&p, dws, ws_bytes, NULL);
-    }
-    HOPE_DEMO_CHECK(st); /* the warm-up run */
-    CUDA_DEMO_CHECK(cudaDeviceSynchronize());
-    cudaEvent_t e0, e1;
-    CUDA_DEMO_CHECK(cudaEventCreate(&e0));
-    CUDA_DEMO_CHECK(cudaEventCreate(&e1));
-    const int iters = 10;
-    CUDA_DEMO_CHECK(cudaEventRecord(e0, NULL));
-    for (int it = 0; it < iters; ++it) {
-      if (dws != NULL) HOPE_DEMO_CHECK(hope_attention_forward_unfused(&p, dws, ws_bytes, NULL));
-      else HOPE_DEMO_CHECK(hope_attention_forward(&p, NULL));
-    }
-    CUDA_DEMO_CHECK(cudaEventRecord(e1, NULL));
-    CUDA_DEMO_CHECK(cudaEventSynchronize(e1));
-    float total = 0.0f;
-    CUDA_DEMO_CHECK(cudaEventElapsedTime(&total, e0, e1));
-    ms = total / iters;
-    CUDA_DEMO_CHECK(cudaEventDestroy(e0));
-    CUDA_DEMO_CHECK(cudaEventDestroy(e1));
-    CUDA_DEMO_CHECK(cudaMemcpy(out, dout, nq_el * es, cudaMemcpyDeviceToHost));
-    CUDA_DEMO_CHECK(cudaMemcpy(lse, dlse, sizeof(float) * (size_t)hq * (size_t)n, cudaMemcpyDeviceToHost));
+    ms = attention_gpu(&p, &gpu, q, k, v, nq_el * es, nk_el * es, cu_host, out, lse,
+                       sizeof(float) * (size_t)hq * (size_t)n);
   } else {
     p.q = q;
     p.k = k;
@@ -658,10 +702,10 @@ int main(int argc, char **argv) {
 
   if (on_gpu)
     printf("  attention  : causal, heads %d q / %d kv, %s, backend cuda (%s, %s kernel)\n", hq, hk,
-           kDtypeNames[o.dtype], device_name, path);
+           kDtypeNames[o.dtype], gpu.device_name, gpu.path);
   else
     printf("  attention  : causal, heads %d q / %d kv, %s, backend cpu%s\n", hq, hk, kDtypeNames[o.dtype],
-           devices == 0 ? " (no GPU found)" : "");
+           !HOPE_EXAMPLE_WITH_CUDA ? " (built without CUDA)" : devices == 0 ? " (no GPU found)" : "");
   printf("  time       : %.3f ms%s\n", ms, on_gpu ? " (mean of 10, CUDA events)" : "");
 
   /* 6. Check sample rows against float64, computed here from the positions. */
@@ -787,13 +831,7 @@ int main(int argc, char **argv) {
     free(cpu_out);
     free(cpu_lse);
     HOPE_DEMO_CHECK(hope_rope_cache_destroy(host_cache));
-    CUDA_DEMO_CHECK(cudaFree(dq));
-    CUDA_DEMO_CHECK(cudaFree(dk));
-    CUDA_DEMO_CHECK(cudaFree(dv));
-    CUDA_DEMO_CHECK(cudaFree(dout));
-    CUDA_DEMO_CHECK(cudaFree(dlse));
-    CUDA_DEMO_CHECK(cudaFree(dcu));
-    if (dws != NULL) CUDA_DEMO_CHECK(cudaFree(dws));
+    gpu_free(&gpu);
   }
 
   printf("  result     : %s\n", pass ? "PASS" : "FAIL");

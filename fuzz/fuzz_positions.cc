@@ -1,9 +1,11 @@
-// fuzz_positions.cc — libFuzzer harness for hope_positions_count, hope_positions_build,
-// hope_positions_generated and hope_segment_from_vision_grid (SPEC §1).
+// fuzz_positions.cc — libFuzzer harness for hope_positions_count, hope_positions_build, hope_positions_build_ex
+// (every layout, the timed M-RoPE of SPEC §8 included), hope_positions_generated and
+// hope_segment_from_vision_grid(_ex) (SPEC §1, §8).
 //
 // Inputs: arbitrary segment arrays (unknown kinds, negative lengths, grids up to INT32_MAX whose token count
 // overflows int32 and int64), layouts, default scales and starts including NaN, infinities, negatives and
-// denormals, NULL pointers, and num_tokens that disagree with the count.
+// denormals, seconds per grid and tokens per second (fractional, zero, negative, NaN, huge), temporal merge sizes,
+// NULL pointers, and num_tokens that disagree with the count.
 // Checks: count equals the count recomputed here (or the segments are invalid per SPEC §1 and the call fails);
 // build either fails with a message, or its values at the first, last, a few fuzzer-chosen and (for short
 // sequences) all tokens, and next_position, equal the SPEC formulas evaluated here in double and rounded to
@@ -51,11 +53,20 @@ Expected validate_segments(const hope_segment_t *s, int32_t n) {
 }
 
 // SPEC §1 in double, written from the text: the absolute value of each row, and the text resumption rule.
+// Timed M-RoPE's t offset of frame f (SPEC §8): each float32 product is the exact product (exact in double)
+// rounded once to float32, then truncated toward zero.
+double timed_offset(int64_t f, float g, float r) {
+  const float fg = static_cast<float>(static_cast<double>(static_cast<float>(f)) * static_cast<double>(g));
+  return std::trunc(static_cast<double>(static_cast<float>(static_cast<double>(fg) * static_cast<double>(r))));
+}
+
 struct Reference {
   const hope_segment_t *seg;
   int32_t n;
   int32_t layout;
   double default_scale, start;
+  const float *seconds = nullptr;  // timed layout: per segment (read for videos)
+  float rate = 0.0f;               // timed layout: tokens per second
   std::vector<double> seg_base;     // where each segment starts (the next text position), absolute
   std::vector<int64_t> seg_first;   // first token index of each segment
   double next = 0;
@@ -63,6 +74,7 @@ struct Reference {
   double scale_of(const hope_segment_t &s) const {
     return s.temporal_scale > 0.0f ? static_cast<double>(s.temporal_scale) : default_scale;
   }
+  float interval(int32_t i) const { return seg[i].kind == HOPE_SEGMENT_VIDEO ? seconds[i] : 0.0f; }
   int64_t tokens_of(const hope_segment_t &s) const {
     return s.kind == HOPE_SEGMENT_TEXT ? s.length : static_cast<int64_t>(s.grid_t) * s.grid_h * s.grid_w;
   }
@@ -80,6 +92,10 @@ struct Reference {
         // 1 + the largest value in any row: base + max(T-1, H-1, W-1) + 1.
         const double largest = p + static_cast<double>(std::max({s.grid_t, s.grid_h, s.grid_w}) - 1);
         p = largest + 1.0;
+      } else if (layout == HOPE_LAYOUT_MROPE_TIMED) {
+        // The same with the last frame's timed offset (the offsets never decrease with f) for T - 1.
+        const double t_top = timed_offset(s.grid_t - 1, interval(i), rate);
+        p = p + std::max(t_top, static_cast<double>(std::max(s.grid_h, s.grid_w) - 1)) + 1.0;
       } else {
         // 1 + the largest t: t = base + f*s, largest at f = T-1 (s > 0).
         const double largest_t = p + static_cast<double>(s.grid_t - 1) * scale_of(s);
@@ -103,8 +119,8 @@ struct Reference {
     const int64_t f = local / (static_cast<int64_t>(s.grid_h) * s.grid_w);
     const int64_t y = (local / s.grid_w) % s.grid_h;
     const int64_t x = local % s.grid_w;
-    if (layout == HOPE_LAYOUT_MROPE) {
-      *t = base + static_cast<double>(f);
+    if (layout == HOPE_LAYOUT_MROPE || layout == HOPE_LAYOUT_MROPE_TIMED) {
+      *t = base + (layout == HOPE_LAYOUT_MROPE ? static_cast<double>(f) : timed_offset(f, interval(i), rate));
       *h = base + static_cast<double>(y);
       *w = base + static_cast<double>(x);
       return;
@@ -133,27 +149,33 @@ bool position_matches(float got, double ref, double magnitude = 0.0) {
 }
 
 void fuzz_vision_grid(Reader &in) {
-  const int32_t kind = in.flag() ? in.range(0, 3) : in.edge_i32();
+  const uint8_t kb = in.u8();  // bit 0: a small kind; bit 1 (0 in the older seeds): the _ex call
+  const bool ex = (kb & 2) != 0;
+  const int32_t kind = (kb & 1) ? in.range(0, 3) : in.edge_i32();
   const int32_t t = in.flag() ? in.range(0, 9) : in.edge_i32();
   const int32_t h = in.flag() ? in.range(0, 64) : in.edge_i32();
   const int32_t w = in.flag() ? in.range(0, 64) : in.edge_i32();
   const int32_t m = in.flag() ? in.range(-1, 4) : in.edge_i32();
   const float scale = in.edge_float();
   const bool null_out = in.u8() == 7;
+  const int32_t tm = !ex ? 1 : in.flag() ? in.range(-1, 4) : in.edge_i32();
   hope_segment_t seg;
   std::memset(&seg, 0xab, sizeof seg);
   const hope_segment_t before = seg;
-  const hope_status_t s = hope_segment_from_vision_grid(kind, t, h, w, m, scale, null_out ? nullptr : &seg);
+  const hope_status_t s = ex ? hope_segment_from_vision_grid_ex(kind, t, h, w, m, tm, scale, null_out ? nullptr : &seg)
+                             : hope_segment_from_vision_grid(kind, t, h, w, m, scale, null_out ? nullptr : &seg);
+  // An image keeps its one frame: the temporal merge applies to videos.
+  const int32_t t_merge = kind == HOPE_SEGMENT_VIDEO ? tm : 1;
   const bool valid = !null_out && (kind == HOPE_SEGMENT_IMAGE || kind == HOPE_SEGMENT_VIDEO) && m >= 1 && t >= 1 &&
                      h >= 1 && w >= 1 && (kind != HOPE_SEGMENT_IMAGE || t == 1) && h % m == 0 && w % m == 0 &&
-                     std::isfinite(scale);
+                     std::isfinite(scale) && tm >= 1 && t % t_merge == 0;
   if (!valid) {
     expect_failure_message(s, "hope_segment_from_vision_grid(invalid)");
     FUZZ_CHECK(std::memcmp(&seg, &before, sizeof seg) == 0, "hope_segment_from_vision_grid wrote on failure");
     return;
   }
   FUZZ_CHECK(s == HOPE_SUCCESS, "hope_segment_from_vision_grid(kind %d, %d x %d x %d, merge %d) failed", kind, t, h, w, m);
-  FUZZ_CHECK(seg.kind == kind && seg.grid_t == t && seg.grid_h == h / m && seg.grid_w == w / m &&
+  FUZZ_CHECK(seg.kind == kind && seg.grid_t == t / t_merge && seg.grid_h == h / m && seg.grid_w == w / m &&
                  (seg.temporal_scale == scale),
              "hope_segment_from_vision_grid: wrong segment (%d %d %d %d %g)", seg.kind, seg.grid_t, seg.grid_h,
              seg.grid_w, (double)seg.temporal_scale);
@@ -191,6 +213,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_vision_grid(in);
     return 0;
   }
+  const bool ex = mode % 8 == 6;  // hope_positions_build_ex (every layout, the timed one included)
 
   // ---- the segment list ----
   int32_t num = in.size_i32(6);
@@ -235,20 +258,46 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   // ---- build ----
-  const int32_t layout = in.u8() < 230 ? in.range(0, 2) : in.edge_i32();
+  const int32_t layout = in.u8() < 230 ? in.range(0, ex ? 3 : 2) : in.edge_i32();
   const uint8_t ds = in.u8();
-  const float default_scale = ds < 128 ? 0.25f * static_cast<float>(1 + ds % 8) : in.edge_float();
+  float default_scale = ds < 128 ? 0.25f * static_cast<float>(1 + ds % 8) : in.edge_float();
+  if (ex && ds < 32) default_scale = 0.0f;  // build_ex: 0 means 1.0
   const uint8_t st = in.u8();
   const float start = st < 100 ? 0.0f : st < 160 ? static_cast<float>(st) * 1000.0f : in.edge_float();
+  // build_ex's timing: tokens per second, seconds per grid of every stored segment, NULL params or seconds.
+  float rate = 0.0f;
+  Buffer seconds(static_cast<size_t>(stored) * sizeof(float));
+  bool null_params = false, null_seconds = false, timing_ok = true;
+  if (ex) {
+    static const float kIntervals[] = {0.5f, 0.0833f, 1.5f, 2.0f / 3.0f, 0.7f, 1.0f, 0.0f, 2.0f};
+    const uint8_t rs = in.u8();
+    rate = rs < 100 ? 2.0f : rs < 150 ? 25.0f : rs < 200 ? 0.5f * static_cast<float>(rs % 8) : in.edge_float();
+    for (int32_t i = 0; i < stored; ++i) {
+      const uint8_t gs = in.u8();
+      seconds.as<float>()[i] = gs < 120 ? kIntervals[gs % 8] : gs < 200 ? 0.125f * static_cast<float>(gs % 16)
+                                                                         : in.edge_float();
+    }
+    const uint8_t nulls = in.u8();
+    null_params = nulls == 19;
+    null_seconds = nulls == 23;
+    if (layout == HOPE_LAYOUT_MROPE_TIMED) {
+      timing_ok = std::isfinite(rate) && rate > 0.0f;
+      for (int32_t i = 0; i < std::max(num, 0); ++i)
+        if (seg[i].kind == HOPE_SEGMENT_VIDEO)
+          timing_ok = timing_ok && !null_seconds && std::isfinite(seconds.as<float>()[i]) &&
+                      seconds.as<float>()[i] >= 0.0f;
+    }
+  }
   const int64_t truth = e.segments_valid ? static_cast<int64_t>(e.total) : 0;
   const uint8_t nt = in.u8();
   int64_t num_tokens = nt < 200 ? truth : nt < 220 ? truth + in.range(-2, 2) : in.edge_i64();
   const bool null_positions = in.u8() == 11;
   const bool null_next = in.u8() == 13;
 
+  const bool scale_ok = std::isfinite(default_scale) && (default_scale > 0.0f || (ex && default_scale == 0.0f));
   const bool call_valid = num >= 0 && (segp != nullptr || num == 0) && e.segments_valid &&
-                          (layout >= 0 && layout <= 2) && std::isfinite(default_scale) && default_scale > 0.0f &&
-                          num_tokens == truth && (!null_positions || truth == 0);
+                          (layout >= 0 && layout <= (ex ? 3 : 2)) && scale_ok && num_tokens == truth &&
+                          (!null_positions || truth == 0) && !null_params && timing_ok;
 
   // Buffer: exactly num_tokens rows when that is small; else a tiny one (the call must then refuse).
   const bool big = num_tokens > kMaxTokens || num_tokens < 0;
@@ -257,15 +306,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pos.fill(0x7f);
   const std::vector<uint8_t> before = pos.snapshot();
   float next = -777.0f;
-  s = hope_positions_build(segp, num, static_cast<hope_layout_t>(layout), default_scale, start,
-                           null_positions ? nullptr : pos.as<float>(), num_tokens, null_next ? nullptr : &next);
+  if (ex) {
+    hope_positions_params_t params;
+    std::memset(&params, 0, sizeof params);
+    params.layout = layout;
+    params.default_temporal_scale = default_scale;
+    params.start = start;
+    params.seconds_per_grid = null_seconds ? nullptr : seconds.as<float>();
+    params.tokens_per_second = rate;
+    set_context("hope_positions_build_ex(layout %d, scale %g, start %g, rate %g, %d segments)", layout,
+                (double)default_scale, (double)start, (double)rate, num);
+    s = hope_positions_build_ex(null_params ? nullptr : &params, segp, num, null_positions ? nullptr : pos.as<float>(),
+                                num_tokens, null_next ? nullptr : &next);
+  } else {
+    s = hope_positions_build(segp, num, static_cast<hope_layout_t>(layout), default_scale, start,
+                             null_positions ? nullptr : pos.as<float>(), num_tokens, null_next ? nullptr : &next);
+  }
   if (!call_valid) {
     expect_failure_message(s, "hope_positions_build(invalid)");
     FUZZ_CHECK(pos.equals(before), "hope_positions_build wrote positions on failure");
     return 0;
   }
 
-  Reference ref{seg, num, layout, static_cast<double>(default_scale), static_cast<double>(start), {}, {}, 0};
+  Reference ref{seg, num, layout, default_scale == 0.0f ? 1.0 : static_cast<double>(default_scale),
+                static_cast<double>(start), seconds.as<float>(), rate, {}, {}, 0};
   ref.plan();
   if (s != HOPE_SUCCESS) {
     // The only acceptable refusals of a valid call: a start that is not finite, or values beyond float32.

@@ -2,7 +2,8 @@
 // hope_rope_components, hope_rope_cos_sin, hope_rope_cache_create/fill/get/destroy (host caches; a device
 // cache only where no GPU is present, where it must fail with a message) and hope_rope_apply (CPU backend).
 // Inputs: arbitrary configs (unknown kinds, odd/negative/huge head_dim, sections that do not sum, NaN/inf/<=1
-// theta), capacities up to INT64_MAX (allocation failure must be a status, not a crash), offsets and n beyond
+// theta; SPEC §8 pairing, rotary_dim and model-exact frequencies, valid and not),
+// capacities up to INT64_MAX (allocation failure must be a status, not a crash), offsets and n beyond
 // the capacity, positions_ld smaller than n, positions NaN/inf/huge, strides smaller than a row, NULLs.
 // Checks: components equal the SPEC §3 table; cos/sin within 2e-6 of double for |position| <= 2^20 and exactly
 // (1, 0) on "none" pairs; a fill writes exactly rows [offset, offset + n); rope_apply matches the double
@@ -27,10 +28,35 @@ bool have_gpu() {
   return cached == 1;
 }
 
+// Reads the SPEC §8 fields when `variant` (spare bits of an earlier byte, 0 in the older seeds) asks for them.
+void read_rotary_fields(Reader &in, uint32_t variant, int32_t head_dim, int32_t *pairing, int32_t *rotary_dim) {
+  *pairing = 0;
+  *rotary_dim = 0;
+  if (variant == 0) return;
+  const uint8_t pb = in.u8();
+  *pairing = pb < 250 ? pb & 1 : in.edge_i32();
+  const uint8_t rb = in.u8();
+  *rotary_dim = rb < 64 ? 0 : rb < 240 && head_dim >= 2 ? 2 * (1 + rb % (head_dim / 2)) : in.edge_i32();
+}
+
+bool rotary_fields_valid(int32_t pairing, int32_t rotary_dim, int32_t head_dim) {
+  return (pairing == 0 || pairing == 1) &&
+         (rotary_dim == 0 || (rotary_dim >= 2 && rotary_dim % 2 == 0 && rotary_dim <= head_dim));
+}
+
+int32_t rotary_half(const hope_rope_config_t &c) { return (c.rotary_dim != 0 ? c.rotary_dim : c.head_dim) / 2; }
+
 hope_rope_config_t read_config(Reader &in) {
   hope_rope_config_t c{};
   std::memset(&c, 0, sizeof c);
-  c.kind = in.u8() < 240 ? in.range(0, 4) : in.edge_i32();
+  uint32_t variant = 0;
+  if (in.u8() < 240) {
+    const uint8_t kb = in.u8();  // kind = kb % 5; kb / 5 != 0 asks for the SPEC §8 fields
+    c.kind = kb % 5;
+    variant = kb / 5;
+  } else {
+    c.kind = in.edge_i32();
+  }
   const uint8_t hd = in.u8();
   c.head_dim = hd < 220 ? 2 * (1 + hd % 40) : in.edge_i32();
   const int32_t half = c.head_dim / 2;
@@ -47,6 +73,20 @@ hope_rope_config_t read_config(Reader &in) {
   }
   const uint8_t th = in.u8();
   c.theta = th < 100 ? 10000.0 : th < 200 ? 1e6 : in.edge_double();
+  read_rotary_fields(in, variant, c.head_dim, &c.pairing, &c.rotary_dim);
+  if (variant != 0) {
+    const uint8_t mb = in.u8();
+    c.model_exact_freqs = mb < 250 ? mb & 1 : in.edge_i32();
+    // Sections that summed to head_dim / 2 are cut down to sum to rotary_dim / 2 (when that is valid).
+    const int64_t sum = static_cast<int64_t>(c.sections[0]) + c.sections[1] + c.sections[2];
+    if (c.rotary_dim >= 2 && c.rotary_dim <= c.head_dim && c.rotary_dim % 2 == 0 && sum == c.head_dim / 2 &&
+        c.sections[0] >= 0 && c.sections[1] >= 0 && c.sections[2] >= 0) {
+      const int32_t rh = c.rotary_dim / 2;
+      c.sections[0] = std::min(c.sections[0], rh);
+      c.sections[1] = std::min(c.sections[1], rh - c.sections[0]);
+      c.sections[2] = rh - c.sections[0] - c.sections[1];
+    }
+  }
   return c;
 }
 
@@ -54,14 +94,27 @@ bool config_valid(const hope_rope_config_t &c) {
   if (c.kind < HOPE_ROPE_VANILLA || c.kind > HOPE_ROPE_HOPE) return false;
   if (c.head_dim < 2 || c.head_dim > 1024 || c.head_dim % 2 != 0) return false;
   if (!(std::isfinite(c.theta) && c.theta > 1.0)) return false;
+  if (!rotary_fields_valid(c.pairing, c.rotary_dim, c.head_dim)) return false;
+  if (c.model_exact_freqs != 0 && c.model_exact_freqs != 1) return false;
+  if (c.model_exact_freqs == 1 && c.theta > 3.4028234663852886e38) return false;
   if (c.kind == HOPE_ROPE_VANILLA) return true;
   const int64_t sum = static_cast<int64_t>(c.sections[0]) + c.sections[1] + c.sections[2];
-  return c.sections[0] >= 0 && c.sections[1] >= 0 && c.sections[2] >= 0 && sum == c.head_dim / 2;
+  return c.sections[0] >= 0 && c.sections[1] >= 0 && c.sections[2] >= 0 && sum == rotary_half(c);
+}
+
+// inv_i of SPEC §3 / §8 over the rotary dimension: theta^(-2i/r) (long double), or the model-exact float32 value.
+double inv_freq(const hope_rope_config_t &c, int i) {
+  const int r = 2 * rotary_half(c);
+  if (!c.model_exact_freqs) return static_cast<double>(std::pow(static_cast<long double>(c.theta), -2.0L * i / r));
+  const float e = static_cast<float>(static_cast<long double>(2 * i) / r);
+  const float pw = static_cast<float>(std::pow(static_cast<long double>(static_cast<float>(c.theta)),
+                                               static_cast<long double>(e)));
+  return static_cast<double>(static_cast<float>(1.0L / pw));
 }
 
 // SPEC §3's table, from the text.
 std::vector<int> components(const hope_rope_config_t &c) {
-  const int half = c.head_dim / 2, st = c.sections[0], sh = c.sections[1], sw = c.sections[2];
+  const int half = rotary_half(c), st = c.sections[0], sh = c.sections[1], sw = c.sections[2];
   std::vector<int> out(half);
   for (int i = 0; i < half; ++i) {
     switch (c.kind) {
@@ -92,7 +145,7 @@ float read_position(Reader &in) {
 void check_cos_sin(const hope_rope_config_t &c, const float *pos, int64_t ld, int64_t n, const float *cs,
                    const float *sn, const char *what) {
   const std::vector<int> comp = components(c);
-  const int half = c.head_dim / 2;
+  const int half = rotary_half(c);
   for (int64_t k = 0; k < n; ++k) {
     for (int i = 0; i < half; ++i) {
       const float gc = cs[k * half + i], gs = sn[k * half + i];
@@ -107,7 +160,7 @@ void check_cos_sin(const hope_rope_config_t &c, const float *pos, int64_t ld, in
                    "%s: |cos| or |sin| > 1 at token %lld pair %d", what, (long long)k, i);
         continue;
       }
-      const double a = p * std::pow(c.theta, -2.0 * i / c.head_dim);
+      const double a = p * inv_freq(c, i);
       FUZZ_CHECK(std::fabs(gc - std::cos(a)) <= 2e-6 && std::fabs(gs - std::sin(a)) <= 2e-6,
                  "%s: token %lld pair %d position %.9g: cos %.9g sin %.9g, double %.17g %.17g", what, (long long)k, i,
                  p, (double)gc, (double)gs, std::cos(a), std::sin(a));
@@ -129,7 +182,7 @@ void fuzz_components_cos_sin(Reader &in) {
   const hope_rope_config_t c = read_config(in);
   const bool valid = config_valid(c);
   const bool null_cfg = in.u8() == 3;
-  const int32_t half = valid ? c.head_dim / 2 : 0;
+  const int32_t half = valid ? rotary_half(c) : 0;
   Buffer comp(static_cast<size_t>(half) * sizeof(int32_t));
   comp.fill(0x55);
   hope_status_t s = hope_rope_components(null_cfg ? nullptr : &c, valid && in.u8() != 7 ? comp.as<int32_t>() : nullptr);
@@ -195,7 +248,7 @@ void fuzz_cache(Reader &in) {
     return;
   }
   FUZZ_CHECK(cache != nullptr, "hope_rope_cache_create succeeded with a NULL cache");
-  const int32_t half = c.head_dim / 2;
+  const int32_t half = rotary_half(c);
   const float *ctab = nullptr, *stab = nullptr;
   int64_t cap = -1;
   hope_memory_t where = HOPE_MEMORY_DEVICE;
@@ -282,7 +335,14 @@ void fuzz_apply(Reader &in) {
   const uint8_t be = in.u8();
   p.backend = be < 240 ? HOPE_BACKEND_CPU : be < 250 ? HOPE_BACKEND_CUDA : in.edge_i32();
   if (p.backend == HOPE_BACKEND_CUDA && have_gpu()) return;
-  p.dtype = in.u8() < 240 ? in.range(0, 2) : in.edge_i32();
+  uint32_t variant = 0;  // spare bits of the dtype byte (0 in the older seeds): read the SPEC §8 fields
+  if (in.u8() < 240) {
+    const uint8_t db = in.u8();
+    p.dtype = db % 3;
+    variant = db / 3;
+  } else {
+    p.dtype = in.edge_i32();
+  }
   p.num_tokens = in.flag() ? in.range(0, 9) : in.edge_i64();
   p.num_heads = in.flag() ? in.range(1, 5) : in.edge_i32();
   const uint8_t hd = in.u8();
@@ -294,15 +354,21 @@ void fuzz_apply(Reader &in) {
   const bool in_place = in.u8() < 64;
   const uint8_t nulls = in.u8();
   Rng rng(in.u64());
+  read_rotary_fields(in, variant, p.head_dim, &p.rope_pairing, &p.rotary_dim);
 
   const bool shape_ok = (p.backend == HOPE_BACKEND_CPU) && dtype_valid(p.dtype) && p.num_tokens >= 0 &&
-                        p.num_heads >= 1 && p.head_dim >= 2 && p.head_dim <= 1024 && p.head_dim % 2 == 0;
+                        p.num_heads >= 1 && p.head_dim >= 2 && p.head_dim <= 1024 && p.head_dim % 2 == 0 &&
+                        rotary_fields_valid(p.rope_pairing, p.rotary_dim, p.head_dim);
   const int64_t width = shape_ok ? static_cast<int64_t>(p.num_heads) * p.head_dim : 0;
   const int64_t xs_eff = p.x_row_stride == 0 ? width : p.x_row_stride;
   const int64_t os_eff = in_place ? xs_eff : (p.out_row_stride == 0 ? width : p.out_row_stride);
   if (in_place) p.out_row_stride = p.x_row_stride;
   const bool strides_ok = xs_eff >= width && os_eff >= width;
-  const int64_t half = shape_ok ? p.head_dim / 2 : 1;
+  const int32_t rot = shape_ok ? (p.rotary_dim != 0 ? p.rotary_dim : p.head_dim) : 2;
+  const int64_t half = rot / 2;
+  // Pair i rotates dims (i * step, i * step + partner): rotate-half (i, i + half), interleaved (2i, 2i + 1).
+  const int64_t step = p.rope_pairing == HOPE_PAIRING_INTERLEAVED ? 2 : 1;
+  const int64_t partner = p.rope_pairing == HOPE_PAIRING_INTERLEAVED ? 1 : half;
   // Exact sizes: (tokens - 1) * stride + width elements.
   const bool fits = shape_ok && strides_ok && p.num_tokens <= 64 && xs_eff <= 8192 && os_eff <= 8192;
   const int64_t x_elems = fits && p.num_tokens > 0 ? (p.num_tokens - 1) * xs_eff + width : 1;
@@ -341,15 +407,22 @@ void fuzz_apply(Reader &in) {
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     for (int32_t h = 0; h < p.num_heads; ++h) {
       for (int64_t i = 0; i < half; ++i) {
-        const int64_t xi = t * xs_eff + h * p.head_dim + i, oi = t * os_eff + h * p.head_dim + i;
-        const double a = load(x0, p.dtype, xi), b = load(x0, p.dtype, xi + half);
+        const int64_t xi = t * xs_eff + h * p.head_dim + i * step, oi = t * os_eff + h * p.head_dim + i * step;
+        const double a = load(x0, p.dtype, xi), b = load(x0, p.dtype, xi + partner);
         const double c = cs.as<float>()[t * half + i], sv = sn.as<float>()[t * half + i];
         const double r0 = a * c - b * sv, r1 = b * c + a * sv;
-        const double g0 = load(result.get(), p.dtype, oi), g1 = load(result.get(), p.dtype, oi + half);
+        const double g0 = load(result.get(), p.dtype, oi), g1 = load(result.get(), p.dtype, oi + partner);
         FUZZ_CHECK(std::fabs(g0 - r0) <= tol * (1 + std::fabs(r0)) && std::fabs(g1 - r1) <= tol * (1 + std::fabs(r1)),
-                   "hope_rope_apply: token %lld head %d pair %lld: got (%g, %g), expected (%g, %g)", (long long)t, h,
-                   (long long)i, g0, g1, r0, r1);
+                   "hope_rope_apply: token %lld head %d pair %lld (pairing %d, rotary_dim %d): got (%g, %g), "
+                   "expected (%g, %g)", (long long)t, h, (long long)i, p.rope_pairing, rot, g0, g1, r0, r1);
       }
+      // Dims past rotary_dim: the input's bits.
+      const size_t eb = dtype_bytes(p.dtype);
+      const size_t xo = static_cast<size_t>(t * xs_eff + h * p.head_dim + rot) * eb;
+      const size_t oo = static_cast<size_t>(t * os_eff + h * p.head_dim + rot) * eb;
+      FUZZ_CHECK(std::memcmp(static_cast<const uint8_t *>(result.get()) + oo, x_orig.data() + xo,
+                             static_cast<size_t>(p.head_dim - rot) * eb) == 0,
+                 "hope_rope_apply: token %lld head %d: dims past rotary_dim %d changed", (long long)t, h, rot);
     }
     // The gap after each row's width (strided output) must be untouched.
     if (t + 1 < p.num_tokens) {

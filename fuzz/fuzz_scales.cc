@@ -3,8 +3,9 @@
 // lists (invalid kinds, grids, NaN scales).
 // Checks: a failure has a message and leaves the segments untouched; a success wrote exactly the policy's scale
 // into every vision segment and nothing into text segments: fixed_scale; the documented splitmix64 draw per
-// vision segment; the largest candidate whose diagonal next_position (as float32) is <= position_budget, else
-// the smallest candidate. For short sequences the fit result is cross-checked against hope_positions_build.
+// vision segment; among the candidates hope_positions_build accepts (every diagonal position a finite float32),
+// the largest whose diagonal next_position (as float32) is <= position_budget, else the smallest; none such is
+// INVALID_VALUE. For short sequences the fit result is cross-checked against hope_positions_build.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -54,6 +55,28 @@ float diagonal_next(const hope_segment_t *s, int32_t n, double c, float start) {
     else p = p + static_cast<double>(s[i].grid_t - 1) * c + 1.0;
   }
   return static_cast<float>(static_cast<double>(start) + p);
+}
+
+// Whether every diagonal position (SPEC §1: t = base + f c, h = t + y - floor((H-1)/2), w likewise) and the
+// next_position are finite float32 with every vision segment at scale c: the candidates FIT may choose.
+bool diagonal_in_range(const hope_segment_t *s, int32_t n, double c, float start) {
+  const double st = static_cast<double>(start);
+  auto finite = [st](double offset) { return std::isfinite(static_cast<float>(st + offset)); };
+  double p = 0.0;
+  for (int32_t i = 0; i < n; ++i) {
+    if (s[i].kind == HOPE_SEGMENT_TEXT) {
+      if (s[i].length > 0 && !(finite(p) && finite(p + (s[i].length - 1)))) return false;
+      p += s[i].length;
+      continue;
+    }
+    const int32_t ch = (s[i].grid_h - 1) / 2, cw = (s[i].grid_w - 1) / 2;
+    const double t_last = p + static_cast<double>(s[i].grid_t - 1) * c;
+    const double lowest = p - std::max(ch, cw);
+    const double highest = t_last + std::max(s[i].grid_h - 1 - ch, s[i].grid_w - 1 - cw);
+    if (!(finite(lowest) && finite(highest))) return false;
+    p = t_last + 1.0;
+  }
+  return finite(p);
 }
 
 }  // namespace
@@ -131,8 +154,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       may_fail = !candidates_ok;  // unused by FIXED, but the header asks every candidate to be valid
     } else {
       must_fail = !candidates_ok;
-      if (policy == HOPE_SCALE_FIT)
+      if (policy == HOPE_SCALE_FIT) {
         may_fail = std::isnan(params.position_budget) || !std::isfinite(params.start);
+        bool any_buildable = false;
+        for (int32_t c = 0; !must_fail && c < ncand; ++c)
+          any_buildable = any_buildable || diagonal_in_range(seg, num, cands[c], params.start);
+        must_fail = must_fail || (!may_fail && !any_buildable);
+      }
     }
   }
   if (must_fail || (may_fail && s != HOPE_SUCCESS)) {
@@ -160,10 +188,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       first = false;
     }
   } else {
-    bool found = false;
-    float best = 0.0f, smallest = cands[0];
+    bool found = false, buildable = false;
+    float best = 0.0f, smallest = 0.0f;
     for (int32_t c = 0; c < ncand; ++c) {
-      smallest = std::min(smallest, cands[c]);
+      if (!diagonal_in_range(orig, num, cands[c], params.start)) continue;
+      smallest = buildable ? std::min(smallest, cands[c]) : cands[c];
+      buildable = true;
       const float next = diagonal_next(orig, num, cands[c], params.start);
       if (static_cast<double>(next) <= params.position_budget && (!found || cands[c] > best)) {
         best = cands[c];

@@ -1,7 +1,8 @@
 // fuzz_serving.cc — libFuzzer harness for the serving entry points on the CPU backend: hope_kv_append,
 // hope_decode_workspace_size + hope_decode_forward, hope_merge_states (and their argument checks for the CUDA
 // backend where no GPU is present).
-// Inputs: arbitrary paged-cache shapes (zero/negative pages, page sizes, heads, odd head_dim), slot mappings with
+// Inputs: arbitrary paged-cache shapes (zero/negative pages, page sizes, heads, odd head_dim), SPEC §8 pairing and
+// rotary_dim of kv_append (valid and not), slot mappings with
 // negative (skip) and out-of-range slots, page tables pointing outside the cache, seq_lens above
 // max_seqlen_k or the pages a sequence owns, cu_seqlens_q with more than 8 tokens per sequence or decreasing,
 // forced split counts, workspaces that are too small, lse values of -inf on one or both sides, aliasing of out
@@ -82,7 +83,7 @@ void fuzz_kv_append(Reader &in) {
   p.cache = c.kv;
   p.num_tokens = in.flag() ? in.range(0, 8) : in.edge_i64();
   const int32_t Hk = c.kv.num_kv_heads, d = c.kv.head_dim, dt = dtype_valid(c.kv.dtype) ? c.kv.dtype : HOPE_DTYPE_FLOAT32;
-  const int64_t width = c.valid ? static_cast<int64_t>(Hk) * d : 1, half = c.valid ? d / 2 : 1;
+  const int64_t width = c.valid ? static_cast<int64_t>(Hk) * d : 1;
   auto read_stride = [&]() -> int64_t {
     const uint8_t s = in.u8();
     return s < 170 ? 0 : s < 230 ? width + s % 3 : s < 240 ? width - 1 : in.edge_i64();
@@ -90,12 +91,26 @@ void fuzz_kv_append(Reader &in) {
   p.k_row_stride = read_stride();
   p.v_row_stride = read_stride();
   const int64_t ks = p.k_row_stride ? p.k_row_stride : width, vs = p.v_row_stride ? p.v_row_stride : width;
-  const bool rot = in.flag();
+  const uint8_t rot_byte = in.u8();
+  const bool rot = (rot_byte & 1) != 0;
+  if (rot_byte >> 1) {  // spare bits (0 in the older seeds): SPEC §8 pairing and rotary dimension
+    const uint8_t pb = in.u8();
+    p.rope_pairing = pb < 250 ? pb & 1 : in.edge_i32();
+    const uint8_t rb = in.u8();
+    p.rotary_dim = rb < 64 ? 0 : rb < 240 && d >= 2 ? 2 * (1 + rb % (d / 2)) : in.edge_i32();
+  }
+  const bool rotary_ok = (p.rope_pairing == 0 || p.rope_pairing == 1) &&
+                         (p.rotary_dim == 0 || (p.rotary_dim >= 2 && p.rotary_dim % 2 == 0 && p.rotary_dim <= d));
+  const int32_t rdim = c.valid && rotary_ok ? (p.rotary_dim != 0 ? p.rotary_dim : d) : 2;
+  const int64_t half = rdim / 2;
+  // Pair i rotates dims (i * step, i * step + partner): rotate-half (i, i + half), interleaved (2i, 2i + 1).
+  const int32_t step = p.rope_pairing == HOPE_PAIRING_INTERLEAVED ? 2 : 1;
+  const int32_t partner = p.rope_pairing == HOPE_PAIRING_INTERLEAVED ? 1 : static_cast<int32_t>(half);
   const uint8_t nulls = in.u8();
   const int64_t slots = c.valid ? static_cast<int64_t>(c.kv.num_pages) * c.kv.page_size : 0;
 
   const bool shape_ok = p.backend == HOPE_BACKEND_CPU && c.valid && p.num_tokens >= 0 && ks >= width && vs >= width &&
-                        p.k_row_stride >= 0 && p.v_row_stride >= 0;
+                        p.k_row_stride >= 0 && p.v_row_stride >= 0 && rotary_ok;
   const bool fits = shape_ok && p.num_tokens <= 16 && ks <= 4096 && vs <= 4096;
   const int64_t n = fits ? p.num_tokens : 1;
   Buffer k(static_cast<size_t>(n > 0 ? (n - 1) * (fits ? ks : 1) + width : 0) * dtype_bytes(dt));
@@ -146,11 +161,14 @@ void fuzz_kv_append(Reader &in) {
     for (int32_t h = 0; h < Hk; ++h) {
       for (int32_t e = 0; e < d; ++e) {
         double want = load(k.get(), dt, t * ks + h * d + e);
-        if (rot) {
-          const int32_t i = e % (d / 2);
-          const double a = load(k.get(), dt, t * ks + h * d + i), b = load(k.get(), dt, t * ks + h * d + i + d / 2);
+        if (rot && e < rdim) {
+          // e is the first or the second dim of pair i.
+          const bool first = step == 2 ? e % 2 == 0 : e < half;
+          const int32_t i = step == 2 ? e / 2 : static_cast<int32_t>(e % half);
+          const int32_t da = i * step;
+          const double a = load(k.get(), dt, t * ks + h * d + da), b = load(k.get(), dt, t * ks + h * d + da + partner);
           const double cc = cs.as<float>()[t * half + i], ss = sn.as<float>()[t * half + i];
-          want = e < d / 2 ? a * cc - b * ss : b * cc + a * ss;
+          want = first ? a * cc - b * ss : b * cc + a * ss;
         }
         const int64_t at = (slot * Hk + h) * d + e;
         const double gk = load(c.k.get(), dt, at), gv = load(c.v.get(), dt, at);

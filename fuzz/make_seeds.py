@@ -60,6 +60,23 @@ write("fuzz_positions", "vision_grid_helper", u8(7, 1, 1, 1, 2, 1, 28, 1, 56, 1,
 write("fuzz_positions", "empty_list", u8(0, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0))
 
 
+# Mode 6: hope_positions_build_ex. After the start byte: tokens-per-second byte (< 100: 2, < 150: 25), one
+# seconds-per-grid byte per segment (< 120: (0.5, 0.0833, 1.5, 2/3, 0.7, 1, 0, 2)[byte % 8]), a NULLs byte.
+def timed_tail(layout, rate_byte, interval_bytes, scale_byte=3, start_byte=0):
+    return (u8(0, 0, layout, scale_byte, start_byte, rate_byte) + u8(*interval_bytes) + u8(0)
+            + u8(0, 0, 0) + u32(7) * 8 + u8(1, 3, 1, 4, 0))
+
+
+write("fuzz_positions", "timed_qwen25_two_thirds", u8(6, 3, 0) + text_seg(5) + video_seg(4, 2, 3) + text_seg(2)
+      + timed_tail(3, 0, [0, 3, 0]))
+write("fuzz_positions", "timed_omni_0833_and_image", u8(6, 3, 0) + video_seg(5, 1, 2) + image_seg(2, 2) + video_seg(3, 2, 2)
+      + timed_tail(3, 100, [1, 7, 4], start_byte=120))
+write("fuzz_positions", "build_ex_diagonal_default_scale_0", u8(6, 2, 0) + video_seg(3, 3, 3) + text_seg(1)
+      + timed_tail(2, 0, [0, 0], scale_byte=0))
+# Mode 7 with bit 1 of the kind byte: hope_segment_from_vision_grid_ex, raw (8, 28, 56), spatial 2, temporal 2.
+write("fuzz_positions", "vision_grid_ex_temporal_merge", u8(7, 3, 2, 1, 8, 1, 28, 1, 56, 1, 3, 5, 0, 1, 3))
+
+
 # ---- fuzz_scales: policy, num_candidates selector, candidates..., candidates NULL?, fixed scale, seed, budget,
 #      start, null params, null chosen, num_segments, null segments, segments (kind, length, grid, scale)...
 def scales(policy, ncand_sel, cands, fixed, seed, budget, segs):
@@ -92,6 +109,12 @@ write("fuzz_rope", "cache_fill_ld", u8(1) + rope_config(4, 15, 2, 3, 150) + u8(1
 write("fuzz_rope", "cache_capacity_2_40", u8(1) + rope_config(0, 63, 0, 0, 150) + u8(0, 10, 0))
 write("fuzz_rope", "apply_f16_strided", u8(2, 0, 0, 0, 1, 5, 1, 2, 7, 200, 200, 100, 0) + u64(7))
 write("fuzz_rope", "apply_bf16_in_place", u8(2, 0, 0, 1, 1, 7, 1, 3, 15, 0, 0, 10, 0) + u64(9))
+# SPEC §8: a kind byte >= 5 (dtype byte >= 3 for apply) asks for pairing, rotary_dim (and model-exact) bytes.
+write("fuzz_rope", "interleaved_partial_model_exact",
+      u8(0) + rope_config(5 + 1, 63, 4, 8, 150) + u8(1, 70, 1) + u8(0, 1, 5) + (u8(130) + u32(1048575)) * 15)
+write("fuzz_rope", "cache_partial_rotate_half", u8(1) + rope_config(5 + 4, 15, 2, 3, 150) + u8(0, 66, 0) + u8(1, 20, 0)
+      + u8(1, 3, 1, 5, 200, 0, 0) + u8(*range(10, 40)))
+write("fuzz_rope", "apply_f16_interleaved_partial", u8(2, 0, 0, 3, 1, 5, 1, 2, 7, 200, 200, 100, 0) + u64(7) + u8(1, 70))
 
 
 # ---- fuzz_attention: backend, dtype, batch, kv heads, group, head_dim, scale, causal, 3 strides, cu_q (len bytes
@@ -116,6 +139,8 @@ def cache_bytes(dtype, pages, page_size, heads, hd_byte):
 
 write("fuzz_serving", "kv_append_rotated", u8(0, 0) + u64(3) + cache_bytes(2, 4, 4, 2, 3) + u8(1, 3, 0, 0, 1, 0)
       + u8(1, 7, 200, 14))
+write("fuzz_serving", "kv_append_interleaved_partial", u8(0, 0) + u64(3) + cache_bytes(2, 4, 4, 2, 3)
+      + u8(1, 3, 0, 0, 3, 1, 65, 0) + u8(1, 7, 200, 14))
 write("fuzz_serving", "decode_two_seqs", u8(1, 0) + u64(5) + cache_bytes(0, 6, 4, 2, 31) + u8(1, 1, 2, 0, 3, 0, 200, 0, 1, 1, 0)
       + u8(1, 9, 2, 13) + u8(0, 1, 2, 3, 4, 5) + u8(0, 0, 0))
 write("fuzz_serving", "decode_forced_splits", u8(1, 0) + u64(6) + cache_bytes(2, 5, 3, 1, 7) + u8(0, 1, 2, 0, 3, 0, 0, 153, 1, 0, 0)

@@ -16,8 +16,11 @@
 #    build with every core;
 #    then the disassembly check: the sm90 kernels' SASS must contain HGMMA (wgmma) and UTMALDG (TMA) — on a
 #    machine without cuobjdump it reports SKIP;
-# 3. the full ctest (GPU tests included: on a GPU machine none may report "Skipped" for want of a device; on
-#    compute capability 9.x the fused suites run on the sm90 family, and once more with the sm80 family forced);
+# 3. the PTX known-answer tests (tests/kat/: hand-worked values the emulated GPU also passes, so this checks
+#    the emulator against the hardware; the sm90 ones — wgmma per swizzle mode, a TMA copy — need a 9.x
+#    device), then the full ctest (GPU tests included: on a GPU machine none may report "Skipped" for want of
+#    a device; on compute capability 9.x the fused suites run on the sm90 family, and once more with the sm80
+#    family forced);
 # 4. pytest of the Python binding, when numpy and pytest are importable;
 # 5. the GPU GoogleTest suites (names containing "Gpu") under compute-sanitizer: memcheck and racecheck
 #    (errors fail the run) and initcheck (advisory), with HOPE_TEST_QUICK=1 so the tests use modest sizes;
@@ -172,7 +175,7 @@ else
 fi
 echo "==== configure and build (tests $build_tests)" >> "$buildlog"
 configure() {
-  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$1" \
+  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHOPE_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$1" \
     -DHOPE_BUILD_TESTS="$build_tests" -DHOPE_BUILD_BENCHMARKS=ON >> "$buildlog" 2>&1
 }
 t0=$SECONDS
@@ -226,9 +229,26 @@ fi
 tests_bin=$build/tests/hope_tests
 bench_bin=$build/benchmarks/hope_bench
 
-# ---- 3. ctest -----------------------------------------------------------------------------------------------
 testslog=$out/tests.log
 : > "$testslog"
+
+# ---- 2b. known-answer tests first: single PTX instructions against hand-worked values (tests/kat/). The emulated
+# GPU passes the same tests, so a failure here is a hardware/emulator disagreement: fix the emulator's semantics
+# (emulator/src/ptx_*.cc) before trusting any emulated result. -------------------------------------------------
+katlog=$scratch/kat.log
+if [ $built = 1 ] && [ -x "$build/tests/hope_kat_tests" ]; then
+  t0=$SECONDS
+  "$build/tests/hope_kat_tests" > "$katlog" 2>&1
+  rc=$?
+  line=$(grep -E '^\[  (PASSED|FAILED)  \]' "$katlog" | head -2 | tr '\n' ' ')
+  if [ $rc -eq 0 ] && ! grep -q '\[  SKIPPED \]' "$katlog"; then record "kat" "PASS ($((SECONDS - t0)) s; $line)"
+  else record "kat" "FAIL ($line; the emulator's instruction semantics disagree with this GPU: see tests.log)"; fi
+  collect "$katlog" "$testslog" "known-answer tests (tests/kat/ptx_kat.cu)"
+else
+  record "kat" "SKIP (no build, or tests not built)"
+fi
+
+# ---- 3. ctest -----------------------------------------------------------------------------------------------
 ctestlog=$scratch/ctest.log
 if [ $built = 1 ] && [ $build_tests = ON ]; then
   t0=$SECONDS

@@ -10,7 +10,8 @@
 # identical to another build's are not compiled again. The TSan half builds only the library and compiles
 # tests/test_concurrency.cc on its own (falling back to the whole hope_tests target if that fails).
 # Environment: HOPE_SANITIZE_JOBS (default 2), HOPE_ASAN_BUILD_DIR / HOPE_TSAN_BUILD_DIR (default build-asan /
-# build-tsan in the repository), HOPE_SANITIZE_ONLY=asan|tsan to run one half.
+# build-tsan in the repository), HOPE_SANITIZE_ONLY=asan|tsan to run one half, HOPE_SANITIZE_ONLY=asan-lib to
+# only build the ASan/UBSan library (scripts/pyfuzz.sh loads it into Python).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -86,6 +87,10 @@ run_tests() { # ENV-ARRAY-NAME BINARY FILTER
 
 t0=$SECONDS
 status=0
+if [ "$only" = asan-lib ]; then
+  configure_and_build "$asan_dir" "address,undefined" hope_attn
+  exit 0
+fi
 if [ "$only" != tsan ]; then
   configure_and_build "$asan_dir" "address,undefined"
   echo "sanitize: AddressSanitizer + UndefinedBehaviorSanitizer: CPU tests"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # scripts/test.sh — set up, build everything into build/, then run every test:
 #   ctest (GoogleTest suite, header and export checks, install consumer; GPU tests report "Skipped" without a
-#   GPU), pytest (the Python binding, against the library just built), and scripts/sanitize.sh and
-#   scripts/fuzz.sh when they exist. Exits non-zero if any step fails; prints a summary at the end.
+#   GPU), pytest (the Python binding, against the library just built), scripts/cpu-only-check.sh (CPU-only builds
+#   as without the CUDA toolkit), scripts/wheel-check.sh (pip wheel in a fresh venv), scripts/emulated-gpu.sh (the
+#   GPU suites on the emulated GPU, four schedules and ASan), and scripts/sanitize.sh,
+#   scripts/pyfuzz.sh and scripts/fuzz.sh when they exist. Exits non-zero if any step fails; prints a summary.
 # HOPE_BUILD_DIR overrides the build directory (default: build/ in the repository).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,13 +41,17 @@ rm -f "$build/ctest.log"
 if step "build" build_all; then
   step "ctest" run_ctest
   step "pytest" run_pytest
+  if [ -x scripts/cpu-only-check.sh ]; then step "cpu-only" scripts/cpu-only-check.sh; fi
+  if [ -x scripts/wheel-check.sh ]; then step "wheel" scripts/wheel-check.sh; fi
+  if [ -x scripts/emulated-gpu.sh ]; then step "emulated-gpu" scripts/emulated-gpu.sh; fi
   if [ -x scripts/sanitize.sh ]; then step "sanitize" scripts/sanitize.sh; fi
+  if [ -x scripts/pyfuzz.sh ]; then step "pyfuzz" scripts/pyfuzz.sh; fi
   if [ -x scripts/fuzz.sh ]; then step "fuzz" scripts/fuzz.sh; fi
 fi
 
 echo
 echo "==== summary"
-for i in "${!names[@]}"; do printf '  %-10s %s\n' "${names[$i]}" "${results[$i]}"; done
+for i in "${!names[@]}"; do printf '  %-13s %s\n' "${names[$i]}" "${results[$i]}"; done
 if [ -f "$build/ctest.log" ] && grep -q "The following tests FAILED" "$build/ctest.log"; then
   echo "  failed ctest tests:"
   sed -n '/The following tests FAILED/,/Errors while running CTest/p' "$build/ctest.log" | grep -E '^\s+[0-9]+ - ' \

@@ -76,6 +76,53 @@ inline std::vector<double> term_sizes(const std::vector<double> &x, int head_dim
   return m;
 }
 
+// The same for SPEC §8's pairs of the first rotary_dim dims (pairing 0 rotate-half, 1 interleaved); a dim past
+// rotary_dim passes through, so its only term is itself.
+inline std::vector<double> term_sizes(const std::vector<double> &x, int head_dim, int pairing, int rotary_dim) {
+  const int rot = rotary_dim != 0 ? rotary_dim : head_dim, half = rot / 2;
+  std::vector<double> m(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const int d = static_cast<int>(i % head_dim);
+    double partner = 0.0;
+    if (d < rot) {
+      if (pairing == HOPE_PAIRING_INTERLEAVED) partner = x[d % 2 == 0 ? i + 1 : i - 1];
+      else partner = x[d < half ? i + half : i - half];
+    }
+    m[i] = std::fabs(x[i]) + std::fabs(partner);
+  }
+  return m;
+}
+
+// config_of(kind, head_dim) rotating only the first rotary_dim dims (sections in the same proportions of
+// rotary_dim / 2), with the given pairing.
+inline hope_rope_config_t partial_config_of(int kind, int head_dim, int rotary_dim, int pairing) {
+  hope_rope_config_t c = config_of(kind, rotary_dim);
+  c.head_dim = head_dim;
+  c.rotary_dim = rotary_dim;
+  c.pairing = pairing;
+  return c;
+}
+
+// hope_rope_apply params for the CPU backend (default row strides), with SPEC §8's pairing and rotary_dim.
+inline hope_rope_apply_params_t cpu_apply_params(int dtype, int64_t tokens, int heads, int head_dim, const void *x,
+                                                 void *out, const float *cos, const float *sin, int pairing = 0,
+                                                 int rotary_dim = 0) {
+  hope_rope_apply_params_t p;
+  std::memset(&p, 0, sizeof p);
+  p.backend = HOPE_BACKEND_CPU;
+  p.dtype = dtype;
+  p.num_tokens = tokens;
+  p.num_heads = heads;
+  p.head_dim = head_dim;
+  p.x = x;
+  p.out = out;
+  p.cos = cos;
+  p.sin = sin;
+  p.rope_pairing = pairing;
+  p.rotary_dim = rotary_dim;
+  return p;
+}
+
 // float32: within 1e-5 absolute of the reference; float16/bfloat16: within one ulp of the reference rounded
 // to the dtype, plus the float32 rounding of the rotation itself (4 * 2^-24 * the terms' size). Reports the
 // first mismatch.

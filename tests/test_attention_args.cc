@@ -276,7 +276,7 @@ TEST(AttentionArgs, CudaBackendWithoutGpuIsNoDevice) {
   for (const EntryPoint &e : entry_points()) {
     SCOPED_TRACE(e.name);
     Fixture f(HOPE_BACKEND_CUDA);
-    EXPECT_HOPE_FAIL(e.call(&f.p), HOPE_ERROR_NO_DEVICE);
+    EXPECT_HOPE_FAIL(e.call(&f.p), hope_test::no_gpu_status());
     EXPECT_TRUE(f.untouched());
   }
 }

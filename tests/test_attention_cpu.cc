@@ -1,4 +1,5 @@
 // test_attention_cpu.cc — hope_attention_forward on the CPU backend against the float64 reference (SPEC §5).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "hope_attn.h"
+#include "cpu_isa_util.h"
 #include "reference/reference.h"
 #include "test_util.h"
 
@@ -165,7 +167,6 @@ void run_case(const AttnCase &c, uint64_t seed) {
   p.causal = c.causal ? 1 : 0;
   if (c.fused_qkv) p.q_row_stride = p.k_row_stride = p.v_row_stride = q_ld;
   p.k_rotated = c.k_rotated ? krot.data() : nullptr;
-  ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
 
   // Reference on the inputs as the library sees them (already dtype values), rotated then rounded.
   std::vector<double> q = gather(qt, total_q, qw, q_ld, q_off);
@@ -186,31 +187,41 @@ void run_case(const AttnCase &c, uint64_t seed) {
   prob.causal = c.causal;
   std::vector<double> ref_out, ref_lse;
   hope_ref::attention(prob, q, k, v, &ref_out, &ref_lse);
-
   const Tolerance tol = tolerance(c.dtype);
-  std::vector<double> got = out.values();
-  got.resize(static_cast<size_t>(total_q * qw));
-  const double rel = hope_test::relative_error(got, ref_out);
-  EXPECT_LE(rel, tol.rel) << "relative error of out (inf means a NaN/Inf or unwritten element)";
-  // Rows with no visible key: exactly 0 (and never NaN).
-  for (int j = 0; j < c.hq; ++j)
-    for (int64_t t = 0; t < total_q; ++t)
-      if (std::isinf(ref_lse[static_cast<size_t>(j * total_q + t)]))
-        for (int i = 0; i < d; ++i) {
-          const double o = got[static_cast<size_t>((t * c.hq + j) * d + i)];
-          ASSERT_EQ(o, 0.0) << "masked row: token " << t << " head " << j << " dim " << i;
-        }
-  if (c.with_lse) {
-    std::vector<double> lse_d(lse.begin(), lse.end());
-    EXPECT_TRUE(hope_test::all_close(lse_d, ref_lse, tol.lse)) << "lse";
-  } else {
-    for (float x : lse) ASSERT_TRUE(std::isnan(x)) << "lse written although NULL was passed";
-  }
-  if (c.k_rotated) {
-    // The K the attention used: rotated (and rounded) k, or k itself without rotation.
-    std::vector<double> kr = krot.values();
-    kr.resize(k.size());
-    EXPECT_TRUE(hope_test::all_close(kr, k, 1e-6, tol.krot_rel)) << "k_rotated";
+
+  // Every instruction-set path this machine can run, each on freshly poisoned outputs.
+  for (const std::string &isa : hope_test::cpu_isa_paths()) {
+    SCOPED_TRACE("HOPE_CPU_ISA=" + isa);
+    hope_test::ScopedEnv env("HOPE_CPU_ISA", isa.c_str());
+    out.poison();
+    krot.poison();
+    std::fill(lse.begin(), lse.end(), std::numeric_limits<float>::quiet_NaN());
+    ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+
+    std::vector<double> got = out.values();
+    got.resize(static_cast<size_t>(total_q * qw));
+    const double rel = hope_test::relative_error(got, ref_out);
+    EXPECT_LE(rel, tol.rel) << "relative error of out (inf means a NaN/Inf or unwritten element)";
+    // Rows with no visible key: exactly 0 (and never NaN).
+    for (int j = 0; j < c.hq; ++j)
+      for (int64_t t = 0; t < total_q; ++t)
+        if (std::isinf(ref_lse[static_cast<size_t>(j * total_q + t)]))
+          for (int i = 0; i < d; ++i) {
+            const double o = got[static_cast<size_t>((t * c.hq + j) * d + i)];
+            ASSERT_EQ(o, 0.0) << "masked row: token " << t << " head " << j << " dim " << i;
+          }
+    if (c.with_lse) {
+      std::vector<double> lse_d(lse.begin(), lse.end());
+      EXPECT_TRUE(hope_test::all_close(lse_d, ref_lse, tol.lse)) << "lse";
+    } else {
+      for (float x : lse) ASSERT_TRUE(std::isnan(x)) << "lse written although NULL was passed";
+    }
+    if (c.k_rotated) {
+      // The K the attention used: rotated (and rounded) k, or k itself without rotation.
+      std::vector<double> kr = krot.values();
+      kr.resize(k.size());
+      EXPECT_TRUE(hope_test::all_close(kr, k, 1e-6, tol.krot_rel)) << "k_rotated";
+    }
   }
 }
 
@@ -275,6 +286,11 @@ std::vector<AttnCase> make_cases() {
   c.dtype = HOPE_DTYPE_FLOAT32, c.head_dim = 128, c.hq = 16, c.hk = 16, c.causal = false, c.lens_q = {1};
   c.lens_k = {300}, c.tag = "q1k300_decode";
   add(c);
+  // A GQA group wider than one work item's rows (130 query heads per kv head).
+  c = AttnCase();
+  c.dtype = HOPE_DTYPE_BFLOAT16, c.head_dim = 32, c.hq = 130, c.hk = 1, c.causal = true, c.lens_q = {3, 1};
+  c.lens_k = {20, 1}, c.tag = "q3_1k20_1";
+  add(c);
   // Every sequence empty of keys: all rows masked.
   c = AttnCase();
   c.dtype = HOPE_DTYPE_BFLOAT16, c.head_dim = 64, c.hq = 4, c.hk = 2, c.causal = false, c.lens_q = {5, 2};
@@ -317,15 +333,21 @@ TEST(AttentionCpuRounding, RotatedQkRoundedToDtype) {
     p.cos_q = p.cos_k = cs.data();
     p.sin_q = p.sin_k = sn.data();
     p.causal = 0;
-    ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
     hope_ref::AttentionProblem prob;
     prob.num_q_heads = prob.num_kv_heads = h, prob.head_dim = d;
     prob.cu_seqlens_q = prob.cu_seqlens_k = cu;
     std::vector<double> ref_out, ref_lse;
     hope_ref::attention(prob, rotate_like_library(q.values(), n, h, d, cs, sn, dt),
                         rotate_like_library(k.values(), n, h, d, cs, sn, dt), v.values(), &ref_out, &ref_lse);
-    EXPECT_TRUE(hope_test::all_close(std::vector<double>(lse.begin(), lse.end()), ref_lse, 1e-4));
-    EXPECT_LE(hope_test::relative_error(out.values(), ref_out), tolerance(dt).rel);
+    for (const std::string &isa : hope_test::cpu_isa_paths()) {
+      SCOPED_TRACE("HOPE_CPU_ISA=" + isa);
+      hope_test::ScopedEnv env("HOPE_CPU_ISA", isa.c_str());
+      out.poison();
+      std::fill(lse.begin(), lse.end(), std::numeric_limits<float>::quiet_NaN());
+      ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+      EXPECT_TRUE(hope_test::all_close(std::vector<double>(lse.begin(), lse.end()), ref_lse, 1e-4));
+      EXPECT_LE(hope_test::relative_error(out.values(), ref_out), tolerance(dt).rel);
+    }
   }
 }
 
@@ -396,43 +418,105 @@ TEST(AttentionCpuLong, CausalPrefill4096SuffixMatches) {
       ASSERT_EQ(got[static_cast<size_t>(j) * d + i], v.get(static_cast<size_t>(j / (hq / hk)) * d + i));
 }
 
-// Threads must not change the answer: the result is the same with HOPE_NUM_THREADS=1 and with the default.
-TEST(AttentionCpuThreads, SameResultOnOneThread) {
+// Threads must not change the answer: with 1, 2, 3 and 7 threads the bytes of out and lse are identical, on
+// every ISA path and in both compute modes, for a varlen batch whose rows span several key blocks and query
+// blocks (the split of work over threads must never reach the per-row reduction order).
+TEST(AttentionCpuThreads, BitIdenticalForAnyThreadCount) {
   const int d = 64, hq = 4, hk = 2;
-  const std::vector<int32_t> cu_q = {0, 100, 101, 300}, cu_k = {0, 120, 121, 200};
-  std::mt19937_64 rng(3);
-  Tensor q = hope_test::random_tensor(HOPE_DTYPE_FLOAT32, 300u * hq * d, rng);
-  Tensor k = hope_test::random_tensor(HOPE_DTYPE_FLOAT32, 200u * hk * d, rng);
-  Tensor v = hope_test::random_tensor(HOPE_DTYPE_FLOAT32, 200u * hk * d, rng);
+  const std::vector<int32_t> cu_q = {0, 700, 701, 1001}, cu_k = {0, 1100, 1101, 1401};
+  for (int dt : {HOPE_DTYPE_FLOAT32, HOPE_DTYPE_BFLOAT16}) {
+    std::mt19937_64 rng(3 + dt);
+    Tensor q = hope_test::random_tensor(dt, 1001u * hq * d, rng);
+    Tensor k = hope_test::random_tensor(dt, 1401u * hk * d, rng);
+    Tensor v = hope_test::random_tensor(dt, 1401u * hk * d, rng);
+    std::vector<float> cs, sn;
+    make_cos_sin(1401, d, rng, &cs, &sn);
+    hope_attention_params_t p{};
+    std::memset(&p, 0, sizeof p);
+    p.backend = HOPE_BACKEND_CPU;
+    p.dtype = dt;
+    p.batch = 3;
+    p.num_q_heads = hq;
+    p.num_kv_heads = hk;
+    p.head_dim = d;
+    p.cu_seqlens_q = cu_q.data();
+    p.cu_seqlens_k = cu_k.data();
+    p.max_seqlen_q = 700;
+    p.max_seqlen_k = 1100;
+    p.q = q.data(), p.k = k.data(), p.v = v.data();
+    p.cos_q = p.cos_k = cs.data();
+    p.sin_q = p.sin_k = sn.data();
+    p.causal = 1;
+    for (const std::string &isa : hope_test::cpu_isa_paths()) {
+      SCOPED_TRACE(std::string(hope_test::dtype_name(dt)) + " HOPE_CPU_ISA=" + isa);
+      hope_test::ScopedEnv env_isa("HOPE_CPU_ISA", isa.c_str());
+      Tensor first(dt, 1001u * hq * d);
+      std::vector<float> first_lse(1001u * hq);
+      for (const char *threads : {"1", "2", "3", "7"}) {
+        hope_test::ScopedEnv env_threads("HOPE_NUM_THREADS", threads);
+        Tensor out(dt, 1001u * hq * d);
+        out.poison();
+        std::vector<float> lse(1001u * hq, std::numeric_limits<float>::quiet_NaN());
+        p.out = out.data();
+        p.lse = lse.data();
+        ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+        if (std::string(threads) == "1") {
+          for (size_t i = 0; i < out.size(); ++i) ASSERT_TRUE(std::isfinite(out.get(i))) << i;
+          first = out;
+          first_lse = lse;
+          continue;
+        }
+        EXPECT_EQ(out.bytes, first.bytes) << threads << " threads";
+        EXPECT_EQ(0, std::memcmp(lse.data(), first_lse.data(), lse.size() * sizeof(float))) << threads << " threads";
+      }
+    }
+  }
+}
+
+// Empty sequences with a huge head count: nothing to compute, so nothing proportional to the heads is allocated
+// (a fuzzer finding: the per-thread scratch once grew with the GQA group).
+TEST(AttentionCpuEdges, EmptySequencesWithManyHeads) {
+  const std::vector<int32_t> cu = {0, 0, 0, 0};
+  float dummy[4] = {0.f, 0.f, 0.f, 0.f};
+  hope_attention_params_t p{};
+  std::memset(&p, 0, sizeof p);
+  p.backend = HOPE_BACKEND_CPU;
+  p.dtype = HOPE_DTYPE_FLOAT16;
+  p.batch = 3;
+  p.num_q_heads = 50387196;
+  p.num_kv_heads = 1;
+  p.head_dim = 32;
+  p.cu_seqlens_q = p.cu_seqlens_k = cu.data();
+  p.q = p.k = p.v = dummy;
+  p.out = dummy;
+  EXPECT_HOPE_OK(hope_attention_forward(&p, nullptr));
+}
+
+// HOPE_CPU_ISA names a path: anything else is refused with a message, never ignored.
+TEST(AttentionCpuIsa, UnknownPathIsInvalidValue) {
+  const int d = 32;
+  std::vector<float> x(4 * d, 0.5f), out(4 * d);
+  const std::vector<int32_t> cu = {0, 4};
   hope_attention_params_t p{};
   std::memset(&p, 0, sizeof p);
   p.backend = HOPE_BACKEND_CPU;
   p.dtype = HOPE_DTYPE_FLOAT32;
-  p.batch = 3;
-  p.num_q_heads = hq;
-  p.num_kv_heads = hk;
+  p.batch = 1;
+  p.num_q_heads = p.num_kv_heads = 1;
   p.head_dim = d;
-  p.cu_seqlens_q = cu_q.data();
-  p.cu_seqlens_k = cu_k.data();
-  p.max_seqlen_q = 199;
-  p.max_seqlen_k = 120;
-  p.q = q.data(), p.k = k.data(), p.v = v.data();
-  p.causal = 1;
-  Tensor a(HOPE_DTYPE_FLOAT32, 300u * hq * d), b(HOPE_DTYPE_FLOAT32, 300u * hq * d);
-  a.poison();
-  b.poison();
-  p.out = a.data();
-  ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
-  const char *old = std::getenv("HOPE_NUM_THREADS");
-  std::string saved = old ? old : "";
-  setenv("HOPE_NUM_THREADS", "1", 1);
-  p.out = b.data();
-  hope_status_t s = hope_attention_forward(&p, nullptr);
-  if (old) setenv("HOPE_NUM_THREADS", saved.c_str(), 1);
-  else unsetenv("HOPE_NUM_THREADS");
-  ASSERT_EQ(s, HOPE_SUCCESS) << hope_last_error();
-  EXPECT_EQ(a.bytes, b.bytes);
-  for (size_t i = 0; i < a.size(); ++i) ASSERT_TRUE(std::isfinite(a.get(i))) << i;
+  p.cu_seqlens_q = p.cu_seqlens_k = cu.data();
+  p.max_seqlen_q = p.max_seqlen_k = 4;
+  p.q = p.k = p.v = x.data();
+  p.out = out.data();
+  {
+    hope_test::ScopedEnv env("HOPE_CPU_ISA", "sse9");
+    EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_INVALID_VALUE);
+    EXPECT_NE(std::string(hope_last_error()).find("HOPE_CPU_ISA=sse9"), std::string::npos) << hope_last_error();
+  }
+  for (const char *isa : {"", "portable"}) {  // empty: chosen from the CPU
+    hope_test::ScopedEnv env("HOPE_CPU_ISA", isa);
+    EXPECT_HOPE_OK(hope_attention_forward(&p, nullptr));
+  }
 }
 
 }  // namespace

@@ -2,8 +2,9 @@
 // comparing its results bit for bit with a single-threaded run of the same calls, and each thread provoking its
 // own distinct errors and reading back its own message (hope_last_error is per thread). scripts/sanitize.sh runs
 // the Concurrency.* tests under ThreadSanitizer.
-// ConcurrencyGpu.* (GpuTest, skipped without a GPU): several threads on their own CUDA streams share one device
-// cos/sin cache (disjoint rows), rotate and run attention, and match the CPU backend.
+// ConcurrencyGpu.* (GpuTest, skipped without a GPU; not compiled in a build without CUDA): several threads on
+// their own CUDA streams share one device cos/sin cache (disjoint rows), rotate and run attention, and match the
+// CPU backend.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -13,9 +14,14 @@
 #include <thread>
 #include <vector>
 
-#include <cuda_runtime_api.h>
-
 #include "test_util.h"
+
+#ifndef HOPE_TEST_WITH_CUDA  // tests/CMakeLists.txt: 0 in a build without CUDA (no CUDA header, no GPU part)
+#define HOPE_TEST_WITH_CUDA 1
+#endif
+#if HOPE_TEST_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 namespace {
 
@@ -477,6 +483,7 @@ TEST(Concurrency, DisjointRowsOfOneHostCacheFilledAtOnce) {
 }
 
 // ---- GPU: several streams sharing one device cache -------------------------------------------------------
+#if HOPE_TEST_WITH_CUDA
 
 #define CUDA_OK(expr)                                                                            \
   do {                                                                                           \
@@ -627,5 +634,6 @@ TEST_F(ConcurrencyGpu, StreamsShareOneDeviceCache) {
   for (int t = 0; t < kThreads; ++t)
     for (const std::string &p : problems[t]) ADD_FAILURE() << "thread " << t << ": " << p;
 }
+#endif  // HOPE_TEST_WITH_CUDA
 
 }  // namespace

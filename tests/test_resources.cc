@@ -1,8 +1,9 @@
 // test_resources.cc — resource failures: impossible allocations come back as a status with a message and leak
 // nothing (LeakSanitizer checks that in scripts/sanitize.sh's ASan build), a too-small workspace is refused
 // before anything is written, and on a machine with no usable GPU every CUDA entry point returns
-// HOPE_ERROR_NO_DEVICE with a message (NoDevice.*: skipped where a GPU is present; CMakeLists.txt also runs
-// them with every GPU hidden via CUDA_VISIBLE_DEVICES=-1).
+// HOPE_ERROR_NO_DEVICE with a message — HOPE_ERROR_NOT_SUPPORTED from a library built without CUDA
+// (hope_test::no_gpu_status()) — (NoDevice.*: skipped where a GPU is present; CMakeLists.txt also runs them with
+// every GPU hidden via CUDA_VISIBLE_DEVICES=-1).
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -126,13 +127,14 @@ TEST_F(NoDevice, DeviceCountIsZeroAndNotAnError) {
 TEST_F(NoDevice, RopeCacheOnDevice) {
   const hope_rope_config_t config = hope_config(64);
   hope_rope_cache_t cache = reinterpret_cast<hope_rope_cache_t>(uintptr_t(0x1234));
-  EXPECT_HOPE_FAIL(hope_rope_cache_create(&config, 64, HOPE_MEMORY_DEVICE, &cache), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_rope_cache_create(&config, 64, HOPE_MEMORY_DEVICE, &cache),
+                   hope_test::no_gpu_status());
   EXPECT_EQ(cache, nullptr);
   // A host cache filled from "device" positions needs the device too.
   ASSERT_HOPE_OK(hope_rope_cache_create(&config, 8, HOPE_MEMORY_HOST, &cache));
   std::vector<float> pos(3 * 8, 1.0f);
   EXPECT_HOPE_FAIL(hope_rope_cache_fill(cache, 0, pos.data(), 8, 0, HOPE_MEMORY_DEVICE, nullptr),
-                   HOPE_ERROR_NO_DEVICE);
+                   hope_test::no_gpu_status());
   EXPECT_HOPE_OK(hope_rope_cache_destroy(cache));
 }
 
@@ -151,7 +153,7 @@ TEST_F(NoDevice, RopeApply) {
   p.out = out.data();
   p.cos = cs.data();
   p.sin = sn.data();
-  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), hope_test::no_gpu_status());
 }
 
 hope_attention_params_t attention_params(std::vector<uint16_t> *buf, std::vector<int32_t> *cu, std::vector<float> *lse) {
@@ -184,12 +186,12 @@ TEST_F(NoDevice, AttentionFusedAndUnfused) {
   std::vector<int32_t> cu;
   std::vector<float> lse;
   const hope_attention_params_t p = attention_params(&buf, &cu, &lse);
-  EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), hope_test::no_gpu_status());
   size_t ws = 0;
-  EXPECT_HOPE_FAIL(hope_attention_unfused_workspace_size(&p, &ws), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_attention_unfused_workspace_size(&p, &ws), hope_test::no_gpu_status());
   std::vector<uint8_t> workspace(1 << 20);
   EXPECT_HOPE_FAIL(hope_attention_forward_unfused(&p, workspace.data(), workspace.size(), nullptr),
-                   HOPE_ERROR_NO_DEVICE);
+                   hope_test::no_gpu_status());
 }
 
 TEST_F(NoDevice, KvAppendDecodeMerge) {
@@ -207,7 +209,7 @@ TEST_F(NoDevice, KvAppendDecodeMerge) {
   a.k = k.data();
   a.v = v.data();
   a.slot_mapping = slots.data();
-  EXPECT_HOPE_FAIL(hope_kv_append(&a, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_kv_append(&a, nullptr), hope_test::no_gpu_status());
 
   std::vector<int32_t> cu = {0, 1}, lens = {6}, table = {0, 1};
   std::vector<uint16_t> q(size_t(hq) * d), out(q.size());
@@ -226,9 +228,10 @@ TEST_F(NoDevice, KvAppendDecodeMerge) {
   p.q = q.data();
   p.out = out.data();
   size_t ws = 0;
-  EXPECT_HOPE_FAIL(hope_decode_workspace_size(&p, &ws), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_decode_workspace_size(&p, &ws), hope_test::no_gpu_status());
   std::vector<uint8_t> workspace(1 << 16);
-  EXPECT_HOPE_FAIL(hope_decode_forward(&p, workspace.data(), workspace.size(), nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_decode_forward(&p, workspace.data(), workspace.size(), nullptr),
+                   hope_test::no_gpu_status());
 
   std::vector<uint16_t> oa(size_t(3) * 2 * d), ob(oa.size()), om(oa.size());
   std::vector<float> la(6, 0.0f), lb(6, 0.0f);
@@ -244,17 +247,20 @@ TEST_F(NoDevice, KvAppendDecodeMerge) {
   m.lse_a = la.data();
   m.lse_b = lb.data();
   m.out = om.data();
-  EXPECT_HOPE_FAIL(hope_merge_states(&m, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_merge_states(&m, nullptr), hope_test::no_gpu_status());
 }
 
-// The message of a NO_DEVICE failure names the entry point, so a user knows which call needed the GPU.
+// The message of a NO_DEVICE failure names the entry point, so a user knows which call needed the GPU; without
+// CUDA in the build it also says so.
 TEST_F(NoDevice, MessageNamesTheEntryPoint) {
   std::vector<uint16_t> buf;
   std::vector<int32_t> cu;
   std::vector<float> lse;
   const hope_attention_params_t p = attention_params(&buf, &cu, &lse);
-  ASSERT_EQ(hope_attention_forward(&p, nullptr), HOPE_ERROR_NO_DEVICE);
+  ASSERT_EQ(hope_attention_forward(&p, nullptr), hope_test::no_gpu_status());
   EXPECT_NE(std::string(hope_last_error()).find("hope_attention_forward"), std::string::npos) << hope_last_error();
+  if (!hope_test::library_has_cuda())
+    EXPECT_NE(std::string(hope_last_error()).find("built without CUDA"), std::string::npos) << hope_last_error();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // hope_rope_apply on the CPU backend (SPEC §4): every dtype against the float64 reference, fused-QKV strides,
 // in place, empty input and bad input. (GPU: test_rope_gpu.cc.)
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -18,18 +19,7 @@ using hope_test::term_sizes;
 
 hope_rope_apply_params_t cpu_params(int dtype, int64_t tokens, int heads, int head_dim, const void *x, void *out,
                                     const float *cos, const float *sin) {
-  hope_rope_apply_params_t p{};
-  std::memset(&p, 0, sizeof p);
-  p.backend = HOPE_BACKEND_CPU;
-  p.dtype = dtype;
-  p.num_tokens = tokens;
-  p.num_heads = heads;
-  p.head_dim = head_dim;
-  p.x = x;
-  p.out = out;
-  p.cos = cos;
-  p.sin = sin;
-  return p;
+  return hope_test::cpu_apply_params(dtype, tokens, heads, head_dim, x, out, cos, sin);
 }
 
 struct ApplyCase {
@@ -217,6 +207,21 @@ TEST(RopeApply, RejectsBadInput) {
     p.out = x.data();
     p.out_row_stride = 17;
   });
+  // A call larger than its buffers says so, instead of reporting an overlap: past any address space it names the
+  // count / stride; within it, separate buffers that seem to overlap get that explanation in the message.
+  {
+    hope_rope_apply_params_t p = good;
+    p.num_tokens = int64_t{1} << 40;
+    p.x_row_stride = int64_t{1} << 17;  // 2^57 floats: 2^59 bytes
+    EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_INVALID_VALUE);
+    EXPECT_NE(std::strstr(hope_last_error(), "past the end of any address space"), nullptr) << hope_last_error();
+    EXPECT_EQ(std::strstr(hope_last_error(), "overlap"), nullptr) << hope_last_error();
+    p.x_row_stride = 0;
+    p.num_tokens = int64_t{1} << 36;  // 2^40 floats: within the address space, so x and out seem to overlap
+    EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_INVALID_VALUE);
+    EXPECT_NE(std::strstr(hope_last_error(), "a count or row stride larger than they are"), nullptr)
+        << hope_last_error();
+  }
   // Adjacent, non-overlapping buffers are fine.
   hope_rope_apply_params_t adj = good;
   adj.num_tokens = 2;
@@ -238,9 +243,9 @@ TEST_F(RopeApplyNoDevice, CudaBackendIsNoDevice) {
   std::vector<float> x(2 * 8, 1.0f), out(2 * 8), cos(2 * 4, 1.0f), sin(2 * 4, 0.0f);
   hope_rope_apply_params_t p = cpu_params(HOPE_DTYPE_FLOAT32, 2, 1, 8, x.data(), out.data(), cos.data(), sin.data());
   p.backend = HOPE_BACKEND_CUDA;
-  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), hope_test::no_gpu_status());
   p.num_tokens = 0;
-  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_rope_apply(&p, nullptr), hope_test::no_gpu_status());
 }
 
 }  // namespace

@@ -203,6 +203,11 @@ TEST(RopeCache, FillRejectsBadInput) {
   EXPECT_HOPE_FAIL(hope_rope_cache_fill(cache, 0, p.data(), 16, 0, static_cast<hope_memory_t>(7), nullptr),
                    HOPE_ERROR_INVALID_VALUE);
   EXPECT_HOPE_OK(hope_rope_cache_fill(cache, 5, nullptr, 0, 0, HOPE_MEMORY_HOST, nullptr));
+  // The message gives offset and n as they are (it used to print n as "offset + n").
+  EXPECT_HOPE_FAIL(hope_rope_cache_fill(cache, 20, p.data(), 16, 0, HOPE_MEMORY_HOST, nullptr),
+                   HOPE_ERROR_INVALID_VALUE);
+  EXPECT_NE(std::strstr(hope_last_error(), "offset 20 and n 16"), nullptr) << hope_last_error();
+  EXPECT_NE(std::strstr(hope_last_error(), "capacity 32"), nullptr) << hope_last_error();
   EXPECT_HOPE_OK(hope_rope_cache_destroy(cache));
 }
 
@@ -238,13 +243,13 @@ class RopeCacheNoDevice : public ::testing::Test {
 TEST_F(RopeCacheNoDevice, DeviceCacheIsNoDevice) {
   const hope_rope_config_t c = config_of(HOPE_ROPE_HOPE);
   hope_rope_cache_t cache = reinterpret_cast<hope_rope_cache_t>(0x1);
-  EXPECT_HOPE_FAIL(hope_rope_cache_create(&c, 16, HOPE_MEMORY_DEVICE, &cache), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_rope_cache_create(&c, 16, HOPE_MEMORY_DEVICE, &cache), hope_test::no_gpu_status());
   EXPECT_EQ(cache, nullptr);
   // A host cache fed "device" positions needs a GPU too.
   ASSERT_HOPE_OK(hope_rope_cache_create(&c, 16, HOPE_MEMORY_HOST, &cache));
   const std::vector<float> p(3 * 16, 1.0f);
   EXPECT_HOPE_FAIL(hope_rope_cache_fill(cache, 0, p.data(), 16, 0, HOPE_MEMORY_DEVICE, nullptr),
-                   HOPE_ERROR_NO_DEVICE);
+                   hope_test::no_gpu_status());
   EXPECT_HOPE_OK(hope_rope_cache_destroy(cache));
 }
 

@@ -251,6 +251,45 @@ TEST(ScalesFit, CustomCandidates) {
   EXPECT_EQ(fit(1e9, 0.0f, one, 1), 0.75f);
 }
 
+// A candidate hope_positions_build would refuse (positions beyond float32) is never chosen: 1e38 "fits" an infinite
+// budget by next_position alone, but frame 4 of the video would sit at 4e38. None buildable: INVALID_VALUE.
+TEST(ScalesFit, NeverChoosesAScaleTheBuildRefuses) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const float huge[] = {1e38f, 0.5f, 3e38f, 2.0f};
+  std::vector<hope_segment_t> segs;
+  float chosen = 0.0f;
+  for (const double budget : {inf, 1e300, 1e39}) {
+    segs = fit_sequence();
+    hope_scale_params_t p = params_of(HOPE_SCALE_FIT);
+    p.position_budget = budget;
+    p.candidates = huge;
+    p.num_candidates = 4;
+    ASSERT_HOPE_OK(hope_temporal_scales_select(&p, segs.data(), static_cast<int32_t>(segs.size()), &chosen));
+    EXPECT_EQ(chosen, 2.0f) << budget;
+    int64_t n = 0;
+    ASSERT_HOPE_OK(hope_positions_count(segs.data(), 3, &n));
+    std::vector<float> pos(3 * n);
+    float next = 0.0f;
+    EXPECT_HOPE_OK(hope_positions_build(segs.data(), 3, HOPE_LAYOUT_DIAGONAL, 1.0f, 0.0f, pos.data(), n, &next));
+  }
+  // None fits a small budget: the smallest *buildable* one (0.5 here, as before).
+  EXPECT_EQ(fit(1.0, 0.0f, huge, 4), 0.5f);
+  // The start counts too: from 3e38 a scale of 2e37 overflows (3e38 + 8e37 > FLT_MAX), 1e-3 does not.
+  const float near_max[] = {2e37f, 1e-3f};
+  EXPECT_EQ(fit(inf, 3e38f, near_max, 2), 1e-3f);
+  const float only_huge[] = {1e38f, 3e38f};
+  segs = fit_sequence();
+  hope_scale_params_t p = params_of(HOPE_SCALE_FIT);
+  p.position_budget = inf;
+  p.candidates = only_huge;
+  p.num_candidates = 2;
+  const std::vector<hope_segment_t> before = segs;
+  EXPECT_HOPE_FAIL(hope_temporal_scales_select(&p, segs.data(), static_cast<int32_t>(segs.size()), &chosen),
+                   HOPE_ERROR_INVALID_VALUE);
+  EXPECT_NE(std::strstr(hope_last_error(), "float32"), nullptr) << hope_last_error();
+  EXPECT_EQ(std::memcmp(segs.data(), before.data(), sizeof(hope_segment_t) * segs.size()), 0);  // nothing written
+}
+
 TEST(ScalesFit, TextOnlyFitsOrNot) {
   std::vector<hope_segment_t> segs = {text(100)};
   hope_scale_params_t p = params_of(HOPE_SCALE_FIT);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu_isa_util.h"
 #include "paged_test_util.h"
 #include "reference/paged_ref.h"
 #include "reference/reference.h"
@@ -120,8 +121,6 @@ TEST_P(DecodeCpu, MatchesFloat64) {
   ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
   if (c.num_splits == 1) EXPECT_EQ(ws_bytes, 0u);
   if (c.num_splits > 1 && d.batch > 0) EXPECT_GT(ws_bytes, 0u);
-  std::vector<double> ws(ws_bytes / sizeof(double) + 1, std::nan(""));
-  ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.data() : nullptr, ws_bytes, nullptr));
 
   // Reference: q rotated in double and rounded to the dtype, keys/values gathered from the pages as stored.
   std::vector<double> q_rot = hope_ref::rotate_rows(to_double(d.q), d.total_q, c.hq, c.head_dim,
@@ -131,14 +130,24 @@ TEST_P(DecodeCpu, MatchesFloat64) {
   std::vector<double> ref_out, ref_lse;
   hope_ref::paged_decode(c, d, q_rot, cache.k.values(), cache.v.values(), 0.0, &ref_out, &ref_lse);
 
-  const std::vector<double> got = out.values();
-  for (double x : got) ASSERT_TRUE(std::isfinite(x)) << "non-finite output";
-  EXPECT_LE(hope_test::relative_error(got, ref_out), out_tol(c.dtype));
-  EXPECT_TRUE(hope_test::all_close(got, ref_out, 8 * out_tol(c.dtype), 8 * out_tol(c.dtype)));
-  if (c.with_lse)
-    EXPECT_TRUE(hope_test::all_close(std::vector<double>(lse.begin(), lse.end()), ref_lse, lse_tol(c.dtype)));
-  else
-    for (float x : lse) EXPECT_TRUE(std::isnan(x)) << "lse written although params.lse was NULL";
+  // Every instruction-set path this machine can run, on freshly poisoned outputs and workspace.
+  for (const std::string &isa : hope_test::cpu_isa_paths()) {
+    SCOPED_TRACE("HOPE_CPU_ISA=" + isa);
+    hope_test::ScopedEnv env("HOPE_CPU_ISA", isa.c_str());
+    out.poison();
+    std::fill(lse.begin(), lse.end(), std::nanf(""));
+    std::vector<double> ws(ws_bytes / sizeof(double) + 1, std::nan(""));
+    ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.data() : nullptr, ws_bytes, nullptr));
+
+    const std::vector<double> got = out.values();
+    for (double x : got) ASSERT_TRUE(std::isfinite(x)) << "non-finite output";
+    EXPECT_LE(hope_test::relative_error(got, ref_out), out_tol(c.dtype));
+    EXPECT_TRUE(hope_test::all_close(got, ref_out, 8 * out_tol(c.dtype), 8 * out_tol(c.dtype)));
+    if (c.with_lse)
+      EXPECT_TRUE(hope_test::all_close(std::vector<double>(lse.begin(), lse.end()), ref_lse, lse_tol(c.dtype)));
+    else
+      for (float x : lse) EXPECT_TRUE(std::isnan(x)) << "lse written although params.lse was NULL";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -165,7 +174,13 @@ INSTANTIATE_TEST_SUITE_P(
         make_paged_case("bf16_d64_mha_q1_len1037_planned", HOPE_DTYPE_BFLOAT16, 1, 1, 64, 16, {1}, {1037}, true, 0),
         make_paged_case("f16_d64_batch0", HOPE_DTYPE_FLOAT16, 4, 1, 64, 16, {}, {}, true, 0),
         make_paged_case("bf16_d128_gqa4_q2_qstride_nolse_split3", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {2, 1}, {45, 300},
-                        true, 3, true, 40, false)),
+                        true, 3, true, 40, false),
+        // more query rows per kv head (16 heads x 8 tokens) than one pass of the CPU kernel takes; keys over
+        // several blocks, a split boundary inside a page
+        make_paged_case("bf16_d128_mqa16_q8_len1500_page16_causal_split3", HOPE_DTYPE_BFLOAT16, 16, 1, 128, 16, {8},
+                        {1500}, true, 3),
+        make_paged_case("f32_d96_gqa4_q1_len1_600_2100_page16_planned", HOPE_DTYPE_FLOAT32, 8, 2, 96, 16, {1, 1, 1},
+                        {1, 600, 2100}, true, 0)),
     case_name);
 
 TEST(DecodeCpuPlan, WorkspaceFollowsThePlan) {
@@ -299,11 +314,29 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- merge states ---------------------------------------------------------------------------------------
 
+// CPU merge params for float32 [tokens][heads][d] states.
+hope_merge_params_t cpu_merge(int64_t tokens, int32_t heads, int32_t d, const void *o_a, const void *o_b,
+                              const float *lse_a, const float *lse_b, void *out, float *lse_out) {
+  hope_merge_params_t p{};
+  p.backend = HOPE_BACKEND_CPU;
+  p.dtype = HOPE_DTYPE_FLOAT32;
+  p.num_tokens = tokens;
+  p.num_heads = heads;
+  p.head_dim = d;
+  p.o_a = o_a;
+  p.o_b = o_b;
+  p.lse_a = lse_a;
+  p.lse_b = lse_b;
+  p.out = out;
+  p.lse_out = lse_out;
+  return p;
+}
+
 class MergeStatesCpu : public ::testing::TestWithParam<int> {};
 
 TEST_P(MergeStatesCpu, MatchesFloat64WithInfiniteSides) {
   const int dtype = GetParam();
-  const int64_t tokens = 7;
+  const int64_t tokens = 10;
   const int heads = 3, d = 65;
   std::mt19937_64 rng(7 + dtype);
   const size_t n_o = static_cast<size_t>(tokens) * heads * d, n_l = static_cast<size_t>(tokens) * heads;
@@ -314,12 +347,16 @@ TEST_P(MergeStatesCpu, MatchesFloat64WithInfiniteSides) {
     la[i] = nd(rng);
     lb[i] = nd(rng);
   }
-  // Token 0: a side -inf; token 1: b side -inf; token 2: both; token 3: a side far below b.
+  // Token 0: a side -inf; token 1: b side -inf; token 2: both; token 3: a side far below b; tokens 7, 8, 9: a NaN
+  // lse on the a side, on the b side, and +inf on the b side (NaN out and lse, whichever side holds it).
   for (int h = 0; h < heads; ++h) {
     la[h * tokens + 0] = -INFINITY;
     lb[h * tokens + 1] = -INFINITY;
     la[h * tokens + 2] = lb[h * tokens + 2] = -INFINITY;
     la[h * tokens + 3] = lb[h * tokens + 3] - 200.f;
+    la[h * tokens + 7] = std::nanf("");
+    lb[h * tokens + 8] = std::nanf("");
+    lb[h * tokens + 9] = INFINITY;
   }
   // The o of a -inf side is poisoned: it must contribute nothing. The reference gets zeros there.
   std::vector<double> ra = oa.values(), rb = ob.values();
@@ -377,23 +414,38 @@ INSTANTIATE_TEST_SUITE_P(Merge, MergeStatesCpu,
 TEST(MergeStatesCpuApi, LseOutIsOptionalAndEmptyIsANoOp) {
   float oa[4] = {1, 2, 3, 4}, ob[4] = {5, 6, 7, 8}, out[4];
   float la[1] = {0.f}, lb[1] = {0.f};
-  hope_merge_params_t p{};
-  p.backend = HOPE_BACKEND_CPU;
-  p.dtype = HOPE_DTYPE_FLOAT32;
-  p.num_tokens = 1;
-  p.num_heads = 1;
-  p.head_dim = 4;
-  p.o_a = oa;
-  p.o_b = ob;
-  p.lse_a = la;
-  p.lse_b = lb;
-  p.out = out;
+  hope_merge_params_t p = cpu_merge(1, 1, 4, oa, ob, la, lb, out, nullptr);
   ASSERT_HOPE_OK(hope_merge_states(&p, nullptr));
   for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f * (oa[i] + ob[i]));
   p.num_tokens = 0;
   p.o_a = p.o_b = nullptr;
   p.out = nullptr;
   EXPECT_HOPE_OK(hope_merge_states(&p, nullptr));
+}
+
+// A NaN lse used to give NaN on the a side and drop both sides (out 0, lse -inf) on the b side: the rule is now
+// the same whichever side holds it, and merge(a, b) equals merge(b, a) bit for bit.
+TEST(MergeStatesCpuApi, NanLseGivesNanWhicheverSideHoldsIt) {
+  const float special[] = {std::nanf(""), INFINITY, -INFINITY, 0.5f};
+  for (float bad : special) {
+    for (float other : {1.0f, -INFINITY, std::nanf("")}) {
+      float o1[4] = {1, 2, 3, 4}, o2[4] = {5, 6, 7, 8}, ab[4], ba[4], l_ab = 0.f, l_ba = 0.f;
+      float la = bad, lb = other;
+      hope_merge_params_t p = cpu_merge(1, 1, 4, o1, o2, &la, &lb, ab, &l_ab);
+      ASSERT_HOPE_OK(hope_merge_states(&p, nullptr));
+      p = cpu_merge(1, 1, 4, o2, o1, &lb, &la, ba, &l_ba);
+      ASSERT_HOPE_OK(hope_merge_states(&p, nullptr));
+      SCOPED_TRACE(std::to_string(bad) + " with " + std::to_string(other));
+      const bool invalid = std::isnan(bad) || std::isnan(other) || bad == INFINITY;
+      EXPECT_EQ(std::isnan(l_ab), invalid);
+      EXPECT_TRUE(invalid ? std::isnan(l_ba) : l_ab == l_ba) << l_ab << " vs " << l_ba;
+      for (int i = 0; i < 4; ++i) {
+        EXPECT_EQ(std::isnan(ab[i]), invalid) << i;
+        if (!invalid) EXPECT_FLOAT_EQ(ab[i], ba[i]) << i;
+        else EXPECT_TRUE(std::isnan(ba[i])) << i;
+      }
+    }
+  }
 }
 
 // ---- bad input --------------------------------------------------------------------------------------------
@@ -556,15 +608,7 @@ TEST(ServingCpu, DecodeRejectsBadInput) {
 
 TEST(ServingCpu, MergeRejectsBadInput) {
   float o[8] = {0}, l[2] = {0};
-  hope_merge_params_t good{};
-  good.backend = HOPE_BACKEND_CPU;
-  good.dtype = HOPE_DTYPE_FLOAT32;
-  good.num_tokens = 2;
-  good.num_heads = 1;
-  good.head_dim = 4;
-  good.o_a = good.o_b = o;
-  good.lse_a = good.lse_b = l;
-  good.out = o;
+  const hope_merge_params_t good = cpu_merge(2, 1, 4, o, o, l, l, o, nullptr);
   EXPECT_HOPE_OK(hope_merge_states(&good, nullptr));
   EXPECT_HOPE_FAIL(hope_merge_states(nullptr, nullptr), HOPE_ERROR_INVALID_VALUE);
   auto bad = [&](void (*mutate)(hope_merge_params_t &), const char *what) {
@@ -585,20 +629,54 @@ TEST(ServingCpu, MergeRejectsBadInput) {
   bad([](hope_merge_params_t &p) { p.out = nullptr; }, "out");
 }
 
+// Only exact aliasing is an in-place merge: an output overlapping an argument anywhere else is refused, with a
+// message naming both.
+TEST(ServingCpu, MergeRefusesPartialOverlap) {
+  float o[3 * 8] = {0}, l[6] = {0};
+  const hope_merge_params_t good = cpu_merge(2, 1, 4, o, o + 8, l, l + 2, o + 16, l + 4);
+  EXPECT_HOPE_OK(hope_merge_states(&good, nullptr));
+  hope_merge_params_t p = good;
+  p.out = o, p.lse_out = l;  // in place on the a side
+  EXPECT_HOPE_OK(hope_merge_states(&p, nullptr));
+  p.out = o + 8, p.lse_out = l + 2;  // and on the b side
+  EXPECT_HOPE_OK(hope_merge_states(&p, nullptr));
+  struct Case {
+    const char *what, *named;
+    void (*mutate)(hope_merge_params_t &, float *, float *);
+  };
+  const Case cases[] = {
+      {"out one element into o_a", "params->o_a", [](hope_merge_params_t &q, float *o_, float *) { q.out = o_ + 1; }},
+      {"out straddling o_a and o_b", "params->o_a", [](hope_merge_params_t &q, float *o_, float *) { q.out = o_ + 4; }},
+      {"out over lse_a", "params->lse_a", [](hope_merge_params_t &q, float *, float *l_) { q.out = l_; }},
+      {"lse_out one element into lse_a", "params->lse_a",
+       [](hope_merge_params_t &q, float *, float *l_) { q.lse_out = l_ + 1; }},
+      {"lse_out inside out", "params->out", [](hope_merge_params_t &q, float *o_, float *) { q.lse_out = o_ + 17; }},
+      {"lse_out inside o_b", "params->o_b", [](hope_merge_params_t &q, float *o_, float *) { q.lse_out = o_ + 9; }},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    hope_merge_params_t q = good;
+    c.mutate(q, o, l);
+    EXPECT_HOPE_FAIL(hope_merge_states(&q, nullptr), HOPE_ERROR_INVALID_VALUE);
+    EXPECT_NE(std::strstr(hope_last_error(), "overlap"), nullptr) << hope_last_error();
+    EXPECT_NE(std::strstr(hope_last_error(), c.named), nullptr) << hope_last_error();
+  }
+}
+
 TEST(ServingCpu, CudaBackendWithoutGpuIsNoDevice) {
   int32_t n = 0;
   ASSERT_HOPE_OK(hope_cuda_device_count(&n));
   if (n > 0) GTEST_SKIP() << "a GPU is present: covered by the GPU tests";
   Valid w;
   w.append.backend = HOPE_BACKEND_CUDA;
-  EXPECT_HOPE_FAIL(hope_kv_append(&w.append, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_kv_append(&w.append, nullptr), hope_test::no_gpu_status());
   w.decode.backend = HOPE_BACKEND_CUDA;
   size_t ws = 0;
-  EXPECT_HOPE_FAIL(hope_decode_workspace_size(&w.decode, &ws), HOPE_ERROR_NO_DEVICE);
-  EXPECT_HOPE_FAIL(hope_decode_forward(&w.decode, nullptr, 0, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_decode_workspace_size(&w.decode, &ws), hope_test::no_gpu_status());
+  EXPECT_HOPE_FAIL(hope_decode_forward(&w.decode, nullptr, 0, nullptr), hope_test::no_gpu_status());
   hope_merge_params_t m{};
   m.backend = HOPE_BACKEND_CUDA;
-  EXPECT_HOPE_FAIL(hope_merge_states(&m, nullptr), HOPE_ERROR_NO_DEVICE);
+  EXPECT_HOPE_FAIL(hope_merge_states(&m, nullptr), hope_test::no_gpu_status());
 }
 
 }  // namespace

@@ -336,6 +336,9 @@ TEST_P(MergeStatesGpu, MatchesFloat64WithInfiniteSides) {
     la[h * tokens + 0] = -INFINITY;
     lb[h * tokens + 1] = -INFINITY;
     la[h * tokens + 2] = lb[h * tokens + 2] = -INFINITY;
+    la[h * tokens + 3] = std::nanf("");  // NaN or +inf on either side: NaN out and lse, as on the CPU backend
+    lb[h * tokens + 4] = std::nanf("");
+    lb[h * tokens + 5] = INFINITY;
   }
   std::vector<double> ra = oa.values(), rb = ob.values();
   for (int64_t t = 0; t < 3; ++t)

@@ -13,6 +13,10 @@
 
 #include <gtest/gtest.h>
 
+#ifdef HOPE_EMULATED_DEVICE
+#include "hope_emu/control.h"
+#endif
+
 #include "hope_attn.h"
 
 namespace hope_test {
@@ -202,23 +206,76 @@ inline double relative_error(const std::vector<double> &got, const std::vector<d
     EXPECT_STRNE(hope_last_error(), "") << #expr;                         \
   } while (0)
 
-// GPU tests derive from this: they skip (and ctest reports "Skipped") when no CUDA device is usable.
+// Whether the library under test has its CUDA backend (hope_build_info's "cuda" key). Read at run time, so this
+// header is the same in every build (BuildInfo.MatchesTheTestBuild checks it against the configuration).
+inline bool library_has_cuda() {
+  const char *info = nullptr;
+  return hope_build_info(&info) == HOPE_SUCCESS && std::strstr(info, "\ncuda=on\n") != nullptr;
+}
+// Whether the library has the sm90 (Hopper: wgmma + TMA) fused-attention family built in.
+inline bool library_has_sm90() {
+  const char *info = nullptr;
+  if (hope_build_info(&info) != HOPE_SUCCESS) return false;
+  const char *line = std::strstr(info, "\nattention_families=");
+  if (line == nullptr) return false;
+  const char *end = std::strchr(line + 1, '\n');
+  return std::string(line, end != nullptr ? end : line + std::strlen(line)).find("sm90") != std::string::npos;
+}
+// What a CUDA-backend call returns on a machine without a usable GPU: HOPE_ERROR_NO_DEVICE, or
+// HOPE_ERROR_NOT_SUPPORTED from a library built without CUDA.
+inline hope_status_t no_gpu_status() {
+  return library_has_cuda() ? HOPE_ERROR_NO_DEVICE : HOPE_ERROR_NOT_SUPPORTED;
+}
+
+// GPU tests derive from these: they skip (and ctest reports "Skipped") when no CUDA device is usable. On the
+// emulated GPU (HOPE_EMULATED_DEVICE) a test also fails when the emulator found an error in kernel code while
+// it ran (a hazard, a divergent collective, a deadlock: the "hope_emu: error" lines above say where), even
+// if every output happened to match.
+class GpuGuard {
+ public:
+  // false: no device, the test must skip.
+  static bool device_present() {
+    int32_t n = 0;
+    return hope_cuda_device_count(&n) == HOPE_SUCCESS && n > 0;
+  }
+  void begin() {
+#ifdef HOPE_EMULATED_DEVICE
+    errors_ = hopeemu_error_count();
+#endif
+  }
+  void end() const {
+#ifdef HOPE_EMULATED_DEVICE
+    EXPECT_EQ(hopeemu_error_count() - errors_, 0)
+        << "the emulated GPU (schedule " << hopeemu_schedule() << ") reported errors in kernel code during this test";
+#endif
+  }
+
+ private:
+  long errors_ = 0;
+};
+
 class GpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    int32_t n = 0;
-    ASSERT_EQ(hope_cuda_device_count(&n), HOPE_SUCCESS);
-    if (n == 0) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    if (!GpuGuard::device_present()) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    guard_.begin();
   }
+  void TearDown() override { guard_.end(); }
+
+ private:
+  GpuGuard guard_;
 };
 template <typename P>
 class GpuTestWithParam : public ::testing::TestWithParam<P> {
  protected:
   void SetUp() override {
-    int32_t n = 0;
-    ASSERT_EQ(hope_cuda_device_count(&n), HOPE_SUCCESS);
-    if (n == 0) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    if (!GpuGuard::device_present()) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped";
+    guard_.begin();
   }
+  void TearDown() override { guard_.end(); }
+
+ private:
+  GpuGuard guard_;
 };
 
 }  // namespace hope_test

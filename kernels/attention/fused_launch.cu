@@ -180,6 +180,13 @@ hope_status_t plan_fused(const hope_attention_params_t *p, FusedPlan *plan) {
                         "kernel needs (cp.async); use hope_attention_forward_unfused", kFn, x.name,
                         static_cast<long long>(x.stride));
   }
+  // SPEC §8: the rotary dims are rotated in whole 16-byte chunks (rotate-half pairs chunk c with c + rot/16).
+  const int32_t rot = p->rotary_dim != 0 ? p->rotary_dim : p->head_dim;
+  if (rot % 16 != 0)
+    return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,
+                      "%s: the fused CUDA kernel rotates whole 16-byte chunks and needs rotary_dim to be a multiple "
+                      "of 16 (got %d); hope_attention_forward_unfused and the CPU backend take any even rotary_dim",
+                      kFn, rot);
   // gridDim.y is num_q_heads (limit 65535); a batch above 65535 is split over several launches.
   if (p->num_q_heads > 65535)
     return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,
@@ -267,6 +274,8 @@ hope_status_t run_fused(const hope_attention_params_t *p, const FusedPlan &plan,
   kp.causal = p->causal != 0;
   kp.softmax_scale = p->softmax_scale;
   kp.scale_log2 = static_cast<float>(static_cast<double>(p->softmax_scale) * 1.4426950408889634);
+  kp.rot_half = (p->rotary_dim != 0 ? p->rotary_dim : p->head_dim) / 2;
+  kp.interleaved = p->rope_pairing == HOPE_PAIRING_INTERLEAVED;
   kp.max_seqlen_q = p->max_seqlen_q;
   kp.max_seqlen_k = p->max_seqlen_k;
 
@@ -283,6 +292,8 @@ hope_status_t run_fused(const hope_attention_params_t *p, const FusedPlan &plan,
     pp.head_dim = p->head_dim;
     pp.max_tokens = static_cast<int64_t>(p->batch) * p->max_seqlen_k;
     pp.grid_limit = plan.prepass_grid;
+    pp.rot_half = kp.rot_half;
+    pp.interleaved = kp.interleaved;
     HOPEI_TRY(run_k_prepass(pp, p->dtype, stream));
     kp.k = p->k_rotated;
     kp.k_row_stride = static_cast<int64_t>(p->num_kv_heads) * p->head_dim;

@@ -51,23 +51,28 @@ __device__ __forceinline__ void load_tile_async(typename Traits::Element *smem,
 // Rotates rows [0, rows_valid) of a landed tile in place; cos/sin point at the tile's first token row.
 template <typename Traits, int ROWS>
 __device__ __forceinline__ void rotate_tile(typename Traits::Element *smem, const float *cos, const float *sin,
-                                            int rows_valid, int tid) {
+                                            int rows_valid, int tid, int rot_half, bool interleaved) {
   using T = typename Traits::Element;
-  constexpr int H = Traits::kHalfChunks;
+  // cos/sin rows are rot_half floats apart: 16-byte vector loads when the base is aligned (rot_half % 8 == 0).
   const bool aligned = ((reinterpret_cast<uintptr_t>(cos) | reinterpret_cast<uintptr_t>(sin)) & 15u) == 0;
-  const int items = (rows_valid < ROWS ? rows_valid : ROWS) * H;
+  if (!interleaved && rot_half == Traits::kHalf) {  // the default layout, with compile-time chunk counts
+    constexpr int H = Traits::kHalfChunks;
+    const int items = (rows_valid < ROWS ? rows_valid : ROWS) * H;
+    for (int idx = tid; idx < items; idx += Traits::kNThreads) {
+      const int r = idx / H, c = idx % H;
+      const int64_t off = static_cast<int64_t>(r) * Traits::kHalf;
+      rope_row_chunk<T>([&](int ch) { return reinterpret_cast<uint4 *>(smem + Traits::swizzle(r, ch)); }, c,
+                        cos + off, sin + off, Traits::kHalf, false, aligned);
+    }
+    return;
+  }
+  const int per_row = rope_items_per_row(rot_half, interleaved);
+  const int items = (rows_valid < ROWS ? rows_valid : ROWS) * per_row;
   for (int idx = tid; idx < items; idx += Traits::kNThreads) {
-    const int r = idx / H, c = idx % H;
-    uint4 *p_lo = reinterpret_cast<uint4 *>(smem + Traits::swizzle(r, c));
-    uint4 *p_hi = reinterpret_cast<uint4 *>(smem + Traits::swizzle(r, c + H));
-    float cs[8], sn[8];
-    const int64_t off = static_cast<int64_t>(r) * Traits::kHalf + c * Traits::kChunkElems;
-    load_f8(cs, cos + off, aligned);
-    load_f8(sn, sin + off, aligned);
-    uint4 lo = *p_lo, hi = *p_hi;
-    rope_chunk<T>(lo, hi, cs, sn);
-    *p_lo = lo;
-    *p_hi = hi;
+    const int r = idx / per_row, c = idx % per_row;
+    const int64_t off = static_cast<int64_t>(r) * rot_half;
+    rope_row_chunk<T>([&](int ch) { return reinterpret_cast<uint4 *>(smem + Traits::swizzle(r, ch)); }, c,
+                      cos + off, sin + off, rot_half, interleaved, aligned);
   }
 }
 
@@ -135,8 +140,8 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1) attn_fwd_sm80_kernel(con
   ptx::cp_async_wait<1>();  // Q has landed
   __syncthreads();
   if (p.cos_q != nullptr) {
-    const int64_t row0 = static_cast<int64_t>(q_start + m0) * Traits::kHalf;
-    rotate_tile<Traits, kBlockM>(sQ, p.cos_q + row0, p.sin_q + row0, q_rows, tid);
+    const int64_t row0 = static_cast<int64_t>(q_start + m0) * p.rot_half;
+    rotate_tile<Traits, kBlockM>(sQ, p.cos_q + row0, p.sin_q + row0, q_rows, tid, p.rot_half, p.interleaved != 0);
     __syncthreads();
   }
 
@@ -181,8 +186,9 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1) attn_fwd_sm80_kernel(con
     ptx::cp_async_wait<1>();  // tile nb has landed
     __syncthreads();
     if (p.cos_k != nullptr) {  // in-kernel K rotation (no pre-pass buffer was given)
-      const int64_t row0 = static_cast<int64_t>(k_start + n0) * Traits::kHalf;
-      rotate_tile<Traits, kBlockN>(sK_cur, p.cos_k + row0, p.sin_k + row0, k_len - n0, tid);
+      const int64_t row0 = static_cast<int64_t>(k_start + n0) * p.rot_half;
+      rotate_tile<Traits, kBlockN>(sK_cur, p.cos_k + row0, p.sin_k + row0, k_len - n0, tid, p.rot_half,
+                                   p.interleaved != 0);
       __syncthreads();
     }
 

@@ -17,8 +17,8 @@ struct AttnFwdParams {
   const void *q, *k, *v;
   void *out;                     // [total_q][num_q_heads][head_dim], row stride o_row_stride
   float *lse;                    // optional [num_q_heads][total_q]
-  const float *cos_q, *sin_q;    // [total_q][head_dim/2] or NULL
-  const float *cos_k, *sin_k;    // [total_k][head_dim/2] or NULL
+  const float *cos_q, *sin_q;    // [total_q][rot_half] or NULL
+  const float *cos_k, *sin_k;    // [total_k][rot_half] or NULL
   const int32_t *cu_seqlens_q;   // device [batch + 1]
   const int32_t *cu_seqlens_k;   // device [batch + 1]
   int64_t q_row_stride, k_row_stride, v_row_stride, o_row_stride;
@@ -31,6 +31,8 @@ struct AttnFwdParams {
   int32_t causal;
   float softmax_scale;           // natural-log scale (for the LSE)
   float scale_log2;              // softmax_scale * log2(e): the exponent scale of exp2f
+  int32_t rot_half;              // SPEC §8: rotary_dim / 2 (a multiple of 8: whole 16-byte chunks); cos/sin width
+  int32_t interleaved;           // pairs (2i, 2i + 1) instead of (i, i + rot_half)
   int32_t max_seqlen_q, max_seqlen_k;  // the caller's bounds (the sm90 tensor maps span batch * max rows)
 };
 
@@ -63,6 +65,7 @@ struct KPrepassParams {
   int32_t batch, num_kv_heads, head_dim;
   int64_t max_tokens;            // batch * max_seqlen_k: bounds total_k (sizes the grid)
   int32_t grid_limit;            // most CTAs to launch (the grid loops over the rest)
+  int32_t rot_half, interleaved; // as in AttnFwdParams
 };
 
 // Architecture family sm80 (mma.sync m16n8k16 + cp.async + ldmatrix; runs on sm_80 and later, Hopper

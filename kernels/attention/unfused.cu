@@ -43,6 +43,7 @@
 #include "common/dtype.cuh"
 #include "common/launch.cuh"
 #include "launch.h"
+#include "rope/pairs.cuh"
 
 namespace hope {
 namespace unfused {
@@ -58,12 +59,13 @@ const char *const kFn = "hope_attention_forward_unfused";
 const char *const kWsFn = "hope_attention_unfused_workspace_size";
 
 // ---- (a) gather + rotate ---------------------------------------------------------------------------------
-// One block per padded row r = b * max_len + i (grid-stride); threads walk the (head, pair) items of the row.
-// dst (may be null): padded [batch][heads][max_len][d]; rotated_out (may be null): packed [total][heads][d].
+// One block per padded row r = b * max_len + i (grid-stride); threads walk the (head, unit) items of the row,
+// a unit being a rotary pair or two dims past rotary_dim (kernels/rope/pairs.cuh; cos/sin rows are rl.rot_half
+// wide). dst (may be null): padded [batch][heads][max_len][d]; rotated_out (may be null): packed [total][heads][d].
 template <typename T>
 __global__ void gather_rotate_kernel(const T *__restrict__ src, int64_t src_stride, const int32_t *__restrict__ cu,
                                      int32_t batch, int32_t max_len, int32_t heads, int32_t head_dim,
-                                     const float *__restrict__ cos, const float *__restrict__ sin,
+                                     const float *__restrict__ cos, const float *__restrict__ sin, RotaryLayout rl,
                                      T *__restrict__ dst, T *__restrict__ rotated_out) {
   const int32_t half = head_dim / 2;
   const int64_t rows = static_cast<int64_t>(batch) * max_len;
@@ -76,32 +78,32 @@ __global__ void gather_rotate_kernel(const T *__restrict__ src, int64_t src_stri
     const int64_t tok = static_cast<int64_t>(start) + i;
     for (int64_t w = threadIdx.x; w < items; w += blockDim.x) {
       const int32_t h = static_cast<int32_t>(w / half), c = static_cast<int32_t>(w % half);
-      T *d0 = dst ? dst + ((static_cast<int64_t>(b) * heads + h) * max_len + i) * head_dim + c : nullptr;
+      int32_t da, db;
+      const bool rotary = rotary_unit(rl, c, &da, &db);
+      T *d0 = dst ? dst + ((static_cast<int64_t>(b) * heads + h) * max_len + i) * head_dim : nullptr;
       if (!live) {
         if (d0) {
-          d0[0] = from_float<T>(0.0f);
-          d0[half] = from_float<T>(0.0f);
+          d0[da] = from_float<T>(0.0f);
+          d0[db] = from_float<T>(0.0f);
         }
         continue;
       }
-      const T *s0 = src + tok * src_stride + static_cast<int64_t>(h) * head_dim + c;
-      float x0 = to_float(s0[0]), x1 = to_float(s0[half]);
-      if (cos != nullptr) {
-        const float cs = cos[tok * half + c], sn = sin[tok * half + c];
-        const float y0 = x0 * cs - x1 * sn;
-        const float y1 = x1 * cs + x0 * sn;
-        x0 = y0;
-        x1 = y1;
+      const T *s0 = src + tok * src_stride + static_cast<int64_t>(h) * head_dim;
+      T o0 = s0[da], o1 = s0[db];  // past rotary_dim, or without cos/sin: the input's bits
+      if (cos != nullptr && rotary) {
+        const float x0 = to_float(o0), x1 = to_float(o1);
+        const float cs = cos[tok * rl.rot_half + c], sn = sin[tok * rl.rot_half + c];
+        o0 = from_float<T>(x0 * cs - x1 * sn);
+        o1 = from_float<T>(x1 * cs + x0 * sn);
       }
-      const T o0 = from_float<T>(x0), o1 = from_float<T>(x1);
       if (d0) {
-        d0[0] = o0;
-        d0[half] = o1;
+        d0[da] = o0;
+        d0[db] = o1;
       }
       if (rotated_out) {
-        T *k0 = rotated_out + tok * heads * head_dim + static_cast<int64_t>(h) * head_dim + c;
-        k0[0] = o0;
-        k0[half] = o1;
+        T *k0 = rotated_out + tok * heads * head_dim + static_cast<int64_t>(h) * head_dim;
+        k0[da] = o0;
+        k0[db] = o1;
       }
     }
   }
@@ -366,25 +368,26 @@ hope_status_t forward(const hope_attention_params_t *p, const Plan &pl, char *ws
   const bool rot_q = p->cos_q != nullptr && p->sin_q != nullptr;
   const bool rot_k = p->cos_k != nullptr && p->sin_k != nullptr;
   T *k_rot = static_cast<T *>(p->k_rotated);
+  const RotaryLayout rl = make_rotary_layout(d, p->rope_pairing, p->rotary_dim);
 
   // (a) gather + rotate. K runs whenever there are keys, so k_rotated is written even without queries.
   if (B > 0 && mk > 0 && (pl.gemm || k_rot != nullptr)) {
     const int64_t rows = static_cast<int64_t>(B) * mk;
     hope::launch_kernel(&gather_rotate_kernel<T>, grid_for(rows), kGatherThreads, 0, stream,
         static_cast<const T *>(p->k), p->k_row_stride, p->cu_seqlens_k, B, mk, hk, d, rot_k ? p->cos_k : nullptr,
-        rot_k ? p->sin_k : nullptr, pl.gemm ? reinterpret_cast<T *>(ws + pl.k_off) : nullptr, k_rot);
+        rot_k ? p->sin_k : nullptr, rl, pl.gemm ? reinterpret_cast<T *>(ws + pl.k_off) : nullptr, k_rot);
     HOPE_UNFUSED_LAUNCHED("gather_rotate_kernel (k)");
   }
   if (B == 0 || mq == 0) return HOPE_SUCCESS;  // no query rows: nothing else to write
   if (pl.gemm) {
     const int64_t rows_k = static_cast<int64_t>(B) * mk, rows_q = static_cast<int64_t>(B) * mq;
     hope::launch_kernel(&gather_rotate_kernel<T>, grid_for(rows_k), kGatherThreads, 0, stream,
-        static_cast<const T *>(p->v), p->v_row_stride, p->cu_seqlens_k, B, mk, hk, d, nullptr, nullptr,
+        static_cast<const T *>(p->v), p->v_row_stride, p->cu_seqlens_k, B, mk, hk, d, nullptr, nullptr, rl,
         reinterpret_cast<T *>(ws + pl.v_off), nullptr);
     HOPE_UNFUSED_LAUNCHED("gather_rotate_kernel (v)");
     hope::launch_kernel(&gather_rotate_kernel<T>, grid_for(rows_q), kGatherThreads, 0, stream,
         static_cast<const T *>(p->q), p->q_row_stride, p->cu_seqlens_q, B, mq, hq, d, rot_q ? p->cos_q : nullptr,
-        rot_q ? p->sin_q : nullptr, reinterpret_cast<T *>(ws + pl.q_off), nullptr);
+        rot_q ? p->sin_q : nullptr, rl, reinterpret_cast<T *>(ws + pl.q_off), nullptr);
     HOPE_UNFUSED_LAUNCHED("gather_rotate_kernel (q)");
   }
 

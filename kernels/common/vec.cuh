@@ -4,10 +4,29 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "common/dtype.cuh"
 
 namespace hope {
+
+// The bits of a register value as another type of the same size. Reading a uint4 through a __half2 pointer
+// breaks C++'s aliasing rules, and optimisers act on that (the emulated GPU's g++ build returned stale
+// values from exactly such a read in the decode kernel's unpack8); a memcpy of a register is the conforming
+// spelling and compiles to nothing.
+template <typename To, typename From>
+__device__ __forceinline__ To bit_cast(const From &from) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast between types of one size");
+  To to;
+  memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+// N elements of T as one value (for bit_cast to and from vector registers).
+template <typename T, int N>
+struct ElemArray {
+  T v[N];
+};
 
 // Elements of T in one 16-byte vector: 8 for float16/bfloat16, 4 for float32.
 template <typename T>
@@ -29,9 +48,9 @@ __device__ __forceinline__ uint4 load16(const T *p) {
 // The 16 raw bytes of a vector of T as floats.
 template <typename T>
 __device__ __forceinline__ void unpack16(const uint4 &raw, float (&out)[Vec16<T>::kElems]) {
-  const T *e = reinterpret_cast<const T *>(&raw);
+  const auto e = bit_cast<ElemArray<T, Vec16<T>::kElems>>(raw);
 #pragma unroll
-  for (int i = 0; i < Vec16<T>::kElems; ++i) out[i] = to_float(e[i]);
+  for (int i = 0; i < Vec16<T>::kElems; ++i) out[i] = to_float(e.v[i]);
 }
 
 // Loads 16 bytes at p (16-byte aligned) and converts them to float. `Streaming` uses the evict-first hint
@@ -44,10 +63,10 @@ __device__ __forceinline__ void load16_to_float(const T *p, float (&out)[Vec16<T
 // Converts float registers to T (round to nearest even) and stores 16 bytes at p (16-byte aligned).
 template <typename T, bool STREAMING = false>
 __device__ __forceinline__ void store16_from_float(T *p, const float (&in)[Vec16<T>::kElems]) {
-  uint4 raw;
-  T *e = reinterpret_cast<T *>(&raw);
+  ElemArray<T, Vec16<T>::kElems> e;
 #pragma unroll
-  for (int i = 0; i < Vec16<T>::kElems; ++i) e[i] = from_float<T>(in[i]);
+  for (int i = 0; i < Vec16<T>::kElems; ++i) e.v[i] = from_float<T>(in[i]);
+  const uint4 raw = bit_cast<uint4>(e);
   uint4 *dst = reinterpret_cast<uint4 *>(p);
   if (STREAMING) __stcs(dst, raw);
   else *dst = raw;
@@ -86,21 +105,20 @@ struct Pair<__nv_bfloat16> {
 // Two floats -> one 32-bit register of two T (lo in the low half), round to nearest even; and back.
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  typename Pair<T>::Type h = Pair<T>::from_float2(lo, hi);
-  return *reinterpret_cast<uint32_t *>(&h);
+  return bit_cast<uint32_t>(Pair<T>::from_float2(lo, hi));
 }
 template <typename T>
 __device__ __forceinline__ float2 unpack2(uint32_t v) {
-  return Pair<T>::to_float2(*reinterpret_cast<const typename Pair<T>::Type *>(&v));
+  return Pair<T>::to_float2(bit_cast<typename Pair<T>::Type>(v));
 }
 
 // 8 half-precision elements in a uint4 -> 8 floats, and back (paired conversions).
 template <typename T>
 __device__ __forceinline__ void unpack8(const uint4 &raw, float (&f)[8]) {
-  const typename Pair<T>::Type *h = reinterpret_cast<const typename Pair<T>::Type *>(&raw);
+  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 x = Pair<T>::to_float2(h[i]);
+    const float2 x = unpack2<T>(w[i]);
     f[2 * i] = x.x;
     f[2 * i + 1] = x.y;
   }
@@ -108,9 +126,10 @@ __device__ __forceinline__ void unpack8(const uint4 &raw, float (&f)[8]) {
 template <typename T>
 __device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
   uint4 raw;
-  typename Pair<T>::Type *h = reinterpret_cast<typename Pair<T>::Type *>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) h[i] = Pair<T>::from_float2(f[2 * i], f[2 * i + 1]);
+  raw.x = pack2<T>(f[0], f[1]);
+  raw.y = pack2<T>(f[2], f[3]);
+  raw.z = pack2<T>(f[4], f[5]);
+  raw.w = pack2<T>(f[6], f[7]);
   return raw;
 }
 

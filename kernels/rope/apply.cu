@@ -8,8 +8,9 @@
 // with the evict-first hint (read once) and out is written the same way.
 //
 // When a pointer or a row stride is not 16-byte aligned, or head_dim/2 is not a multiple of the vector width,
-// a scalar kernel (one thread per pair) takes over. In place (out == x) is safe in both: each element is read
-// and then written by the same thread only.
+// or the call rotates interleaved pairs or only the first rotary_dim dims (SPEC §8), a scalar kernel (one thread
+// per unit of pairs.cuh: a rotary pair or two pass-through dims) takes over. In place (out == x) is safe in both:
+// each element is read and then written by the same thread only.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "common/launch.cuh"
 #include "common/vec.cuh"
 #include "launch.h"
+#include "pairs.cuh"
 
 namespace hope {
 
@@ -31,7 +33,8 @@ struct RopeApplyArgs {
   const float *cos, *sin;
   int64_t num_tokens;
   int64_t x_stride, out_stride;  // elements between tokens
-  int32_t num_heads, head_dim, half;
+  int32_t num_heads, head_dim, half;  // half: head_dim / 2, the units of a head
+  RotaryLayout rl;                    // pairing and rotary dimension; cos/sin rows are rl.rot_half wide
 };
 
 constexpr int kRopeThreads = 256;
@@ -84,25 +87,31 @@ __global__ void __launch_bounds__(kRopeThreads) rope_apply_vec_kernel(RopeApplyA
   }
 }
 
-// Fallback: one thread per (token, head, pair), any alignment and any head_dim.
+// Fallback: one thread per (token, head, unit), any alignment, head_dim, pairing and rotary dimension.
 template <typename T>
 __global__ void __launch_bounds__(kRopeThreads) rope_apply_scalar_kernel(RopeApplyArgs<T> a, int64_t total) {
-  const int64_t pairs_per_token = static_cast<int64_t>(a.num_heads) * a.half;
+  const int64_t units_per_token = static_cast<int64_t>(a.num_heads) * a.half;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t tok = idx / pairs_per_token;
-    const int64_t rem = idx - tok * pairs_per_token;
+    const int64_t tok = idx / units_per_token;
+    const int64_t rem = idx - tok * units_per_token;
     const int64_t head = rem / a.half;
-    const int64_t i = rem - head * a.half;
-    const int64_t col = head * a.head_dim + i;
-    const T *src = a.x + tok * a.x_stride + col;
-    T *dst = a.out + tok * a.out_stride + col;
-    const float x0 = to_float(src[0]);
-    const float x1 = to_float(src[a.half]);
-    const float c = __ldg(a.cos + tok * a.half + i);
-    const float s = __ldg(a.sin + tok * a.half + i);
-    dst[0] = from_float<T>(x0 * c - x1 * s);
-    dst[a.half] = from_float<T>(x1 * c + x0 * s);
+    const int32_t u = static_cast<int32_t>(rem - head * a.half);
+    int32_t da, db;
+    const bool rotary = rotary_unit(a.rl, u, &da, &db);
+    const T *src = a.x + tok * a.x_stride + head * a.head_dim;
+    T *dst = a.out + tok * a.out_stride + head * a.head_dim;
+    const T e0 = src[da], e1 = src[db];
+    if (!rotary) {  // past rotary_dim: the input's bits
+      dst[da] = e0;
+      dst[db] = e1;
+      continue;
+    }
+    const float x0 = to_float(e0), x1 = to_float(e1);
+    const float c = __ldg(a.cos + tok * a.rl.rot_half + u);
+    const float s = __ldg(a.sin + tok * a.rl.rot_half + u);
+    dst[da] = from_float<T>(x0 * c - x1 * s);
+    dst[db] = from_float<T>(x1 * c + x0 * s);
   }
 }
 
@@ -110,7 +119,7 @@ __global__ void __launch_bounds__(kRopeThreads) rope_apply_scalar_kernel(RopeApp
 template <typename T>
 bool rope_vec_ok(const RopeApplyArgs<T> &a) {
   constexpr int V = Vec16<T>::kElems;
-  return a.half % V == 0 && is_aligned16(a.x) && is_aligned16(a.out) && is_aligned16(a.cos) &&
+  return is_full_rotate_half(a.rl, a.head_dim) && a.half % V == 0 && is_aligned16(a.x) && is_aligned16(a.out) && is_aligned16(a.cos) &&
          is_aligned16(a.sin) && (a.x_stride * static_cast<int64_t>(sizeof(T))) % 16 == 0 &&
          (a.out_stride * static_cast<int64_t>(sizeof(T))) % 16 == 0;
 }
@@ -134,6 +143,7 @@ hope_status_t rope_apply_launch(const hope_rope_apply_params_t *p, cudaStream_t 
   a.num_heads = p->num_heads;
   a.head_dim = p->head_dim;
   a.half = p->head_dim / 2;
+  a.rl = make_rotary_layout(p->head_dim, p->rope_pairing, p->rotary_dim);
   if (a.num_tokens <= 0) return HOPE_SUCCESS;
   const char *kernel;
   if (rope_vec_ok(a)) {

@@ -14,12 +14,15 @@ extern "C" {
 
 #define HOPEI_ROPE_MAX_HEAD_DIM 1024
 
-/* Checks a rope config (kind, head_dim even 2..1024, sections, theta finite > 1); INVALID_VALUE with a
- * message naming `fn` and the field otherwise. */
+/* Checks a rope config (kind, head_dim even 2..1024, theta finite > 1, pairing, rotary_dim, model_exact_freqs,
+ * sections summing to rotary_dim/2); INVALID_VALUE with a message naming `fn` and the field otherwise. */
 hope_status_t hopei_rope_check_config(const hope_rope_config_t *config, const char *fn);
 
-/* For a config that passed hopei_rope_check_config: c(i) (SPEC §3 table) and inv_i = theta^(-2i/d) in
- * double, i < head_dim/2. Either output may be NULL. */
+/* rotary_dim/2 of a checked config (rotary_dim 0 resolved to head_dim): the width of its tables. */
+int32_t hopei_rope_half(const hope_rope_config_t *config);
+
+/* For a config that passed hopei_rope_check_config: c(i) (SPEC §3 table) and inv_i (SPEC §3 and §8: theta^(-2i/r)
+ * in double, or the model-exact float32 value), i < rotary_dim/2. Either output may be NULL. */
 void hopei_rope_tables(const hope_rope_config_t *config, int32_t *components, double *inv_freq);
 
 /* INVALID_VALUE (message naming `fn` and the token) when a position that some pair reads (a row in
@@ -33,8 +36,8 @@ hope_status_t hopei_rope_check_positions(const char *fn, const int32_t *componen
 void hopei_rope_cos_sin_host(int32_t half, const int32_t *components, const double *inv_freq,
                              const float *positions, int64_t ld, int64_t n, float *cos_out, float *sin_out);
 
-/* The CPU rotation of SPEC §4 (csrc/cpu/rope_apply.c) on validated, resolved params (non-zero strides,
- * num_tokens >= 1, host pointers, in place only with equal strides). */
+/* The CPU rotation of SPEC §4 and §8 (csrc/cpu/rope_apply.c) on validated, resolved params (non-zero strides,
+ * rotary_dim resolved to 2..head_dim, num_tokens >= 1, host pointers, in place only with equal strides). */
 void hopei_rope_apply_cpu(const hope_rope_apply_params_t *p);
 
 #ifdef __cplusplus

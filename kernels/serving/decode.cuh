@@ -26,6 +26,7 @@
 
 #include "common.cuh"
 #include "launch.h"
+#include "rope/pairs.cuh"
 
 namespace hope {
 namespace serving {
@@ -41,6 +42,7 @@ struct DecodeArgs {
   int64_t q_row_stride;
   int32_t batch, hq, hk, group, page_size, max_pages, max_q, num_splits, causal;
   float scale_log2;  // softmax_scale * log2(e)
+  RotaryLayout rl;   // SPEC §8 pairing and rotary dimension of q; cos_q/sin_q rows are rl.rot_half wide
 };
 
 template <int HEAD_DIM, typename T>
@@ -159,18 +161,21 @@ __global__ void __launch_bounds__(128, 3) decode_kernel(const DecodeArgs a) {
   if (a.causal) cta_end = min(end, len - nq + (min(row0 + R, nrows) - 1) / a.group + 1);
   const int num_tiles = cta_end > start ? (cta_end - start + TK - 1) / TK : 0;
 
-  // 1. q: rotate, round to T, scale; rows past the block are zero.
+  // 1. q: rotate, round to T, scale; rows past the block are zero. Unit i of a row is rotary pair i or two dims
+  // past rotary_dim (kernels/rope/pairs.cuh); the default layout is the pair (i, i + kHalf).
   for (int idx = tid; idx < R * Tr::kHalf; idx += Tr::kThreads) {
     const int r = idx / Tr::kHalf, i = idx % Tr::kHalf;
     const int gr = row0 + r;
+    int32_t da, db;
+    const bool rotary = rotary_unit(a.rl, i, &da, &db);
     float y1 = 0.f, y2 = 0.f;
     if (gr < nrows) {
       const int64_t token = static_cast<int64_t>(q0) + gr / a.group;
       const int j = h * a.group + gr % a.group;
       const T *qp = static_cast<const T *>(a.q) + token * a.q_row_stride + static_cast<int64_t>(j) * D;
-      const float x1 = to_float(qp[i]), x2 = to_float(qp[i + Tr::kHalf]);
-      if (a.cos_q != nullptr) {
-        const float c = a.cos_q[token * Tr::kHalf + i], s = a.sin_q[token * Tr::kHalf + i];
+      const float x1 = to_float(qp[da]), x2 = to_float(qp[db]);
+      if (a.cos_q != nullptr && rotary) {
+        const float c = a.cos_q[token * a.rl.rot_half + i], s = a.sin_q[token * a.rl.rot_half + i];
         // no contraction into fma: the CPU backend rounds every product the same way
         y1 = round_to<T>(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
         y2 = round_to<T>(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
@@ -179,8 +184,8 @@ __global__ void __launch_bounds__(128, 3) decode_kernel(const DecodeArgs a) {
         y2 = x2;
       }
     }
-    sm.q[r * D + i] = y1 * a.scale_log2;
-    sm.q[r * D + i + Tr::kHalf] = y2 * a.scale_log2;
+    sm.q[r * D + da] = y1 * a.scale_log2;
+    sm.q[r * D + db] = y2 * a.scale_log2;
   }
 
   const T *kbase = static_cast<const T *>(a.k_pages);

@@ -132,6 +132,7 @@ extern "C" hope_status_t hopei_decode_cuda(const hope_decode_params_t *p, const 
     a.num_splits = plan->num_splits;
     a.causal = p->causal != 0;
     a.scale_log2 = plan->softmax_scale * 1.44269504088896340736f;
+    a.rl = hope::make_rotary_layout(p->cache.head_dim, p->rope_pairing, p->rotary_dim);
     if (a.num_splits > 1 && (a.partial_o == nullptr || a.partial_lse == nullptr))
       return hopei_fail(HOPE_ERROR_INTERNAL, "hope_decode_forward: split plan without a workspace");
     // page_size * max_pages_per_seq bounds every key index the kernel forms in int32

@@ -6,7 +6,8 @@
 // cos/sin float4s (shared by the token's heads, so they come from L1/L2). Items run chunk-fastest, then head,
 // then token, so a warp reads and writes contiguous runs; every load of an item is issued before any store.
 // A negative slot skips the token. When a pointer or row stride is not 16-byte aligned, or head_dim is not a
-// multiple of 16, a scalar kernel (one thread per rotary pair) takes over.
+// multiple of 16, or the keys rotate interleaved pairs or only their first rotary_dim dims (SPEC §8), a scalar
+// kernel (one thread per unit of kernels/rope/pairs.cuh: a rotary pair or two pass-through dims) takes over.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 
 #include "common.cuh"
 #include "launch.h"
+#include "rope/pairs.cuh"
 
 namespace hope {
 namespace serving {
@@ -25,7 +27,8 @@ struct KvAppendArgs {
   const int64_t *slots;
   const float *cos, *sin;
   int64_t num_tokens, k_stride, v_stride;
-  int32_t hk, d, half;
+  int32_t hk, d, half;  // half: d / 2, the units of a head
+  RotaryLayout rl;      // pairing and rotary dimension of the keys; cos/sin rows are rl.rot_half wide
 };
 
 constexpr int kAppendThreads = 256;
@@ -86,24 +89,26 @@ __global__ void __launch_bounds__(kAppendThreads) kv_append_scalar_kernel(const 
     const int64_t t = th / a.hk;
     const int64_t slot = a.slots[t];
     if (slot < 0) continue;
-    const int64_t col = static_cast<int64_t>(h) * a.d + i;
+    int32_t da, db;
+    const bool rotary = rotary_unit(a.rl, i, &da, &db);
+    const int64_t col = static_cast<int64_t>(h) * a.d;
     const T *ks = static_cast<const T *>(a.k) + t * a.k_stride + col;
     const T *vs = static_cast<const T *>(a.v) + t * a.v_stride + col;
-    const T k1 = ks[0], k2 = ks[a.half], v1 = vs[0], v2 = vs[a.half];
-    const int64_t dst = (slot * a.hk + h) * a.d + i;
+    const T k1 = ks[da], k2 = ks[db], v1 = vs[da], v2 = vs[db];
+    const int64_t dst = (slot * a.hk + h) * a.d;
     T *kd = static_cast<T *>(a.k_pages) + dst;
     T *vd = static_cast<T *>(a.v_pages) + dst;
-    if (a.cos != nullptr) {
-      const float c = a.cos[t * a.half + i], s = a.sin[t * a.half + i];
+    if (a.cos != nullptr && rotary) {
+      const float c = a.cos[t * a.rl.rot_half + i], s = a.sin[t * a.rl.rot_half + i];
       const float x1 = to_float(k1), x2 = to_float(k2);
-      kd[0] = from_float<T>(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
-      kd[a.half] = from_float<T>(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
+      kd[da] = from_float<T>(__fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s)));
+      kd[db] = from_float<T>(__fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s)));
     } else {
-      kd[0] = k1;
-      kd[a.half] = k2;
+      kd[da] = k1;
+      kd[db] = k2;
     }
-    vd[0] = v1;
-    vd[a.half] = v2;
+    vd[da] = v1;
+    vd[db] = v2;
   }
 }
 
@@ -111,7 +116,7 @@ inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 
 
 template <typename T>
 hope_status_t launch(const KvAppendArgs &a, cudaStream_t stream) {
-  const bool vec = a.half % 8 == 0 && aligned16(a.k) && aligned16(a.v) && aligned16(a.k_pages) &&
+  const bool vec = is_full_rotate_half(a.rl, a.d) && a.half % 8 == 0 && aligned16(a.k) && aligned16(a.v) && aligned16(a.k_pages) &&
                    aligned16(a.v_pages) && a.k_stride % 8 == 0 && a.v_stride % 8 == 0 &&
                    (a.cos == nullptr || (aligned16(a.cos) && aligned16(a.sin)));
   const int64_t per_token = static_cast<int64_t>(a.hk) * (vec ? a.half / 8 : a.half);
@@ -148,6 +153,7 @@ extern "C" hope_status_t hopei_kv_append_cuda(const hope_kv_append_params_t *p, 
     a.hk = p->cache.num_kv_heads;
     a.d = p->cache.head_dim;
     a.half = a.d / 2;
+    a.rl = hope::make_rotary_layout(a.d, p->rope_pairing, p->rotary_dim);
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     if (p->cache.dtype == HOPE_DTYPE_FLOAT16) return launch<__half>(a, st);
     if (p->cache.dtype == HOPE_DTYPE_BFLOAT16) return launch<__nv_bfloat16>(a, st);

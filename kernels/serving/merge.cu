@@ -5,7 +5,8 @@
 // Aliasing: out may alias o_a or o_b (each element is read and then written by the same lane), and lse_out
 // may alias lse_a or lse_b (as in FlashInfer's in-place merge and as the CPU backend allows): every lane of
 // the row's warp reads lse_a/lse_b before the __syncwarp, and only lane 0 writes lse_out after it. A side with
-// lse = -inf contributes nothing (its o is not even read); both -inf gives out = 0 and lse = -inf.
+// lse = -inf contributes nothing (its o is not even read); both -inf gives out = 0 and lse = -inf; a NaN or +inf
+// lse on either side gives NaN out and lse (whichever side holds it, as on the CPU backend).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -45,19 +46,18 @@ template <typename T, int V>
 __device__ __forceinline__ void merge_load(const T *p, float (&f)[V]) {
   using Raw = typename MergeVec<T, V>::Raw;
   const Raw raw = *reinterpret_cast<const Raw *>(p);  // plain load: out may alias this input
-  const T *e = reinterpret_cast<const T *>(&raw);
+  const auto e = bit_cast<ElemArray<T, V>>(raw);
 #pragma unroll
-  for (int i = 0; i < V; ++i) f[i] = to_float(e[i]);
+  for (int i = 0; i < V; ++i) f[i] = to_float(e.v[i]);
 }
 
 template <typename T, int V>
 __device__ __forceinline__ void merge_store(T *p, const float (&f)[V]) {
   using Raw = typename MergeVec<T, V>::Raw;
-  Raw raw;
-  T *e = reinterpret_cast<T *>(&raw);
+  ElemArray<T, V> e;
 #pragma unroll
-  for (int i = 0; i < V; ++i) e[i] = from_float<T>(f[i]);
-  *reinterpret_cast<Raw *>(p) = raw;
+  for (int i = 0; i < V; ++i) e.v[i] = from_float<T>(f[i]);
+  *reinterpret_cast<Raw *>(p) = bit_cast<Raw>(e);
 }
 
 template <typename T, int V>
@@ -75,7 +75,9 @@ __global__ void __launch_bounds__(kMergeStatesThreads) merge_states_kernel(const
     const int64_t li = h * p.num_tokens + t;
     const float la = p.lse_a[li], lb = p.lse_b[li];
     const float m = fmaxf(la, lb);
-    const bool any = m > -INFINITY;
+    // A NaN or +inf lse on either side gives NaN out and lse (as the CPU backend; fmaxf alone would drop a NaN).
+    const bool invalid = !(la < INFINITY) || !(lb < INFINITY);
+    const bool any = !invalid && m > -INFINITY;
     float wa = 0.f, wb = 0.f;
     if (any) {
       wa = la == -INFINITY ? 0.f : expf(la - m);
@@ -95,12 +97,12 @@ __global__ void __launch_bounds__(kMergeStatesThreads) merge_states_kernel(const
         float v = 0.f;
         if (wa > 0.f) v = fmaf(wa, a[i], v);
         if (wb > 0.f) v = fmaf(wb, b[i], v);
-        y[i] = any ? v / sum : 0.f;
+        y[i] = invalid ? NAN : (any ? v / sum : 0.f);
       }
       merge_store<T, V>(out + e, y);
     }
     __syncwarp();  // every lane has read lse_a[li] / lse_b[li] before lse_out[li] (which may alias them) changes
-    if (lane == 0 && p.lse_out != nullptr) p.lse_out[li] = any ? m + logf(sum) : -INFINITY;
+    if (lane == 0 && p.lse_out != nullptr) p.lse_out[li] = invalid ? NAN : (any ? m + logf(sum) : -INFINITY);
   }
 }
 

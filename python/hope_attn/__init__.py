@@ -18,12 +18,13 @@ from .api import (RopeCache, RopeConfig, Segment, as_segment, attention, cos_sin
                   positions_generated, rope_apply, rope_components, rope_config, segment_from_vision_grid,
                   select_temporal_scales, status_string, text, version, version_int, video)
 from ._arrays import BFLOAT16_NP
+from ._build_info import build_info
 
 __version__ = "0.2.0"
 
 __all__ = [
     "Backend", "Component", "DType", "HopeError", "Layout", "Memory", "Pairing", "RopeKind", "ScalePolicy", "SegmentKind",
-    "Status", "DEFAULT_SCALE_CANDIDATES", "BFLOAT16_NP", "has_function", "library_path",
+    "Status", "DEFAULT_SCALE_CANDIDATES", "BFLOAT16_NP", "build_info", "has_function", "library_path",
     "RopeCache", "RopeConfig", "Segment", "as_segment", "attention", "cos_sin", "cuda_device_count", "decode",
     "default_sections", "image", "kv_append", "last_error", "merge_states", "num_tokens", "positions",
     "positions_generated", "rope_apply", "rope_components", "rope_config", "segment_from_vision_grid",

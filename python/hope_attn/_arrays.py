@@ -1,5 +1,6 @@
-"""Turning numpy arrays, PyTorch tensors and __cuda_array_interface__ objects into (pointer, shape, strides,
-dtype, memory) descriptions the C calls take, and allocating outputs in the same framework as an input."""
+"""Describing numpy arrays, PyTorch tensors and __cuda_array_interface__ objects as (pointer, shape, strides,
+element type, memory) without copying them, and allocating outputs in the same framework as an input.
+Nothing here decides whether an array is acceptable: that is _args.py's job."""
 
 from __future__ import annotations
 
@@ -20,13 +21,27 @@ _DTYPE_NAMES = {"float16": DType.FLOAT16, "fp16": DType.FLOAT16, "half": DType.F
                 "bfloat16": DType.BFLOAT16, "bf16": DType.BFLOAT16,
                 "float32": DType.FLOAT32, "fp32": DType.FLOAT32, "float": DType.FLOAT32}
 
+# Element kinds: the three library dtypes, and the rest by numpy typestr without byte order ("i4", "u2", "f8").
+KIND_OF_DTYPE = {DType.FLOAT16: "f2", DType.BFLOAT16: "bf16", DType.FLOAT32: "f4"}
+DTYPE_OF_KIND = {v: k for k, v in KIND_OF_DTYPE.items()}
+KIND_NAMES = {"f2": "float16", "bf16": "bfloat16", "f4": "float32", "f8": "float64", "i4": "int32", "i8": "int64",
+              "u1": "uint8", "u2": "uint16", "i2": "int16", "b1": "bool"}
+RAW_2BYTE = ("u2", "i2", "V2")  # untyped 16-bit storage: float16 or bfloat16 bits, as dtype= says
+
+
+def kind_name(kind: str) -> str:
+    return KIND_NAMES.get(kind, kind)
+
 
 def parse_dtype(dtype) -> DType | None:
     """A DType from a DType, an int, or a name ("bfloat16", "bf16", "float16", "float32", ...); None passes."""
     if dtype is None or isinstance(dtype, DType):
         return dtype
-    if isinstance(dtype, (int, np.integer)):
-        return DType(int(dtype))
+    if isinstance(dtype, (int, np.integer)) and not isinstance(dtype, bool):
+        try:
+            return DType(int(dtype))
+        except ValueError:
+            raise ValueError(f"unknown dtype {int(dtype)}: use 0 (float16), 1 (bfloat16) or 2 (float32)") from None
     name = str(dtype).replace("torch.", "").lower()
     if name in _DTYPE_NAMES:
         return _DTYPE_NAMES[name]
@@ -35,7 +50,7 @@ def parse_dtype(dtype) -> DType | None:
 
 @dataclasses.dataclass
 class Arr:
-    """A typed view of one buffer. strides are in elements."""
+    """A typed view of one buffer. strides are in elements (valid when `aligned`)."""
 
     obj: object          # the original object (kept alive for the call)
     ptr: int
@@ -45,6 +60,8 @@ class Arr:
     device: bool         # True: CUDA device memory
     framework: str       # "numpy", "torch", "cupy", "cai"
     stream: int | None = None  # from the interface's "stream" entry
+    readonly: bool = False
+    aligned: bool = True  # pointer and every stride a whole number of elements
 
     @property
     def ndim(self):
@@ -60,12 +77,15 @@ class Arr:
     @property
     def dtype(self) -> DType:
         try:
-            return {"f2": DType.FLOAT16, "bf16": DType.BFLOAT16, "f4": DType.FLOAT32}[self.kind]
+            return DTYPE_OF_KIND[self.kind]
         except KeyError:
-            raise ValueError(f"unsupported element type {self.kind!r}: use float16, bfloat16 or float32") from None
+            raise ValueError(f"unsupported element type {kind_name(self.kind)}: use float16, bfloat16 or "
+                             "float32") from None
 
     def inner_contiguous(self, ndims: int) -> bool:
-        """True when the last `ndims` dimensions are packed (C order)."""
+        """True when the last `ndims` dimensions are packed (C order); always for an empty array."""
+        if self.size == 0:
+            return True
         expect = 1
         for dim, stride in zip(reversed(self.shape[-ndims:]), reversed(self.strides[-ndims:])):
             if dim > 1 and stride != expect:
@@ -80,45 +100,33 @@ class Arr:
 def _kind_of_numpy(dt: np.dtype, hint: DType | None) -> str:
     if BFLOAT16_NP is not None and dt == BFLOAT16_NP:
         return "bf16"
-    if dt == np.float16:
-        return "f2"
-    if dt == np.float32:
-        return "f4"
-    if dt == np.int32:
-        return "i4"
-    if dt == np.int64:
-        return "i8"
-    if dt in (np.uint16, np.int16) and hint == DType.BFLOAT16:
-        return "bf16"
-    if dt == np.uint8:
-        return "u1"
-    return dt.str
+    kind = dt.str[1:] if dt.isnative else dt.str  # ">f4" on a little-endian machine is not float32
+    if kind in RAW_2BYTE and hint in (DType.BFLOAT16, DType.FLOAT16):
+        return KIND_OF_DTYPE[hint]
+    return kind
 
 
-_TORCH_KINDS = {"torch.float16": "f2", "torch.bfloat16": "bf16", "torch.float32": "f4", "torch.int32": "i4",
-                "torch.int64": "i8", "torch.uint8": "u1", "torch.int16": "i2", "torch.uint16": "u2"}
-_ITEMSIZE = {"f2": 2, "bf16": 2, "f4": 4, "i4": 4, "i8": 8, "u1": 1, "i2": 2, "u2": 2}
+_TORCH_KINDS = {"torch.float16": "f2", "torch.bfloat16": "bf16", "torch.float32": "f4", "torch.float64": "f8",
+                "torch.int32": "i4", "torch.int64": "i8", "torch.uint8": "u1", "torch.int16": "i2",
+                "torch.uint16": "u2", "torch.bool": "b1"}
+_ITEMSIZE = {"f2": 2, "bf16": 2, "f4": 4, "f8": 8, "i4": 4, "i8": 8, "u1": 1, "i2": 2, "u2": 2, "b1": 1}
 
 
 def _typestr_kind(typestr: str, hint: DType | None) -> str:
-    t = typestr[1:]
-    if t == "f2":
-        return "f2"
-    if t == "f4":
-        return "f4"
-    if t == "i4":
-        return "i4"
-    if t == "i8":
-        return "i8"
-    if t == "u1":
-        return "u1"
-    if t in ("u2", "i2", "V2") and (hint == DType.BFLOAT16 or t == "V2"):
-        return "bf16"
+    t = typestr[1:] if typestr[0] in "<|=" else typestr  # device memory is little-endian
+    if t in RAW_2BYTE and (hint in (DType.BFLOAT16, DType.FLOAT16) or t == "V2"):
+        return "bf16" if hint is None else KIND_OF_DTYPE[hint]
     return t
 
 
 def _framework(obj) -> str:
     return type(obj).__module__.split(".")[0]
+
+
+def is_array(obj) -> bool:
+    """A numpy array, a torch tensor or an object with __cuda_array_interface__ (not a list or a scalar)."""
+    return isinstance(obj, np.ndarray) or (_framework(obj) == "torch" and hasattr(obj, "data_ptr")) or \
+        hasattr(obj, "__cuda_array_interface__")
 
 
 def is_device_array(obj) -> bool:
@@ -129,21 +137,26 @@ def is_device_array(obj) -> bool:
     return hasattr(obj, "__cuda_array_interface__")
 
 
+def _elements(byte_strides, itemsize):
+    return tuple(int(s) // itemsize for s in byte_strides), all(int(s) % itemsize == 0 for s in byte_strides)
+
+
 def as_arr(obj, name: str, hint: DType | None = None, np_dtype=None) -> Arr:
-    """Describes obj. numpy inputs (and lists) are converted with np.asarray(obj, np_dtype) when np_dtype is
-    given; device inputs are never copied."""
+    """Describes obj as it is (no copy). Anything that is not an array goes through np.asarray(obj, np_dtype)."""
     fw = _framework(obj)
     if fw == "torch" and hasattr(obj, "data_ptr"):
         kind = _TORCH_KINDS.get(str(obj.dtype), str(obj.dtype))
-        if kind in ("u2", "i2") and hint == DType.BFLOAT16:
-            kind = "bf16"
-        return Arr(obj, int(obj.data_ptr()), tuple(int(s) for s in obj.shape),
-                   tuple(int(s) for s in obj.stride()), kind, bool(obj.is_cuda), "torch")
+        if kind in RAW_2BYTE and hint in (DType.BFLOAT16, DType.FLOAT16):
+            kind = KIND_OF_DTYPE[hint]
+        ptr = int(obj.data_ptr())
+        return Arr(obj, ptr, tuple(int(s) for s in obj.shape), tuple(int(s) for s in obj.stride()), kind,
+                   bool(obj.is_cuda), "torch", aligned=ptr % max(int(obj.element_size()), 1) == 0)
     if not isinstance(obj, np.ndarray) and hasattr(obj, "__cuda_array_interface__"):
         cai = obj.__cuda_array_interface__
         kind = _typestr_kind(cai["typestr"], hint)
         shape = tuple(int(s) for s in cai["shape"])
         itemsize = int(cai["typestr"][2:]) if cai["typestr"][2:].isdigit() else _ITEMSIZE.get(kind, 1)
+        aligned = True
         if cai.get("strides") is None:
             strides, acc = [], 1
             for s in reversed(shape):
@@ -151,19 +164,19 @@ def as_arr(obj, name: str, hint: DType | None = None, np_dtype=None) -> Arr:
                 acc *= s
             strides = tuple(reversed(strides))
         else:
-            strides = tuple(int(s) // itemsize for s in cai["strides"])
-        ptr = int(cai["data"][0]) if cai["data"][0] else 0
+            strides, aligned = _elements(cai["strides"], itemsize)
+        data = cai["data"]
+        ptr = int(data[0]) if data[0] else 0
         stream = cai.get("stream")
         return Arr(obj, ptr, shape, strides, kind, True, fw if fw == "cupy" else "cai",
-                   None if stream is None else int(stream))
+                   None if stream is None else int(stream), readonly=bool(data[1]),
+                   aligned=aligned and ptr % itemsize == 0)
     arr = obj if isinstance(obj, np.ndarray) and np_dtype is None else np.asarray(obj, dtype=np_dtype)
-    if np_dtype is not None and arr.dtype != np.dtype(np_dtype):
-        arr = arr.astype(np_dtype)
-    itemsize = arr.dtype.itemsize
-    if any(s % itemsize for s in arr.strides):
-        arr = np.ascontiguousarray(arr)
-    return Arr(arr, int(arr.ctypes.data), tuple(arr.shape), tuple(s // itemsize for s in arr.strides),
-               _kind_of_numpy(arr.dtype, hint), False, "numpy")
+    itemsize = arr.dtype.itemsize or 1
+    strides, aligned = _elements(arr.strides, itemsize)
+    ptr = int(arr.ctypes.data)
+    return Arr(arr, ptr, tuple(arr.shape), strides, _kind_of_numpy(arr.dtype, hint), False, "numpy",
+               readonly=not arr.flags.writeable, aligned=aligned and ptr % itemsize == 0)
 
 
 def host_int_array(obj, name: str, np_dtype) -> np.ndarray | None:
@@ -171,12 +184,11 @@ def host_int_array(obj, name: str, np_dtype) -> np.ndarray | None:
     its framework (this synchronises); None when that is impossible."""
     if obj is None:
         return None
-    if isinstance(obj, np.ndarray) or not is_device_array(obj):
-        fw = _framework(obj)
+    fw = _framework(obj)
+    if not is_device_array(obj):
         if fw == "torch":
             return obj.numpy().astype(np_dtype)
-        return np.asarray(obj, dtype=np_dtype)
-    fw = _framework(obj)
+        return np.asarray(obj).astype(np_dtype)
     if fw == "torch":
         return obj.detach().cpu().numpy().astype(np_dtype)
     if fw == "cupy":
@@ -184,38 +196,35 @@ def host_int_array(obj, name: str, np_dtype) -> np.ndarray | None:
     return None
 
 
-def numpy_dtype_for(dtype: DType, like: Arr | None = None):
-    if dtype == DType.FLOAT32:
-        return np.float32
-    if dtype == DType.FLOAT16:
-        return np.float16
-    if like is not None and like.framework == "numpy" and like.kind == "bf16":
-        return like.obj.dtype  # ml_dtypes bfloat16 or the caller's uint16
-    return BFLOAT16_NP if BFLOAT16_NP is not None else np.uint16
-
-
-def empty_like_framework(ref: Arr, shape, kind: str, name: str):
-    """A new uninitialised array of `shape` and element `kind` where ref lives (same framework and device)."""
+def new_array(ref: Arr, shape, kind: str | None, name: str, fill=None):
+    """A new array of `shape` where ref lives (same framework and device): of ref's own element type when kind is
+    None (a uint16 array stays uint16), else of `kind`. fill: None (uninitialised) or a value for every element."""
     shape = tuple(int(s) for s in shape)
     if ref.framework == "torch":
         import torch
 
-        tdt = {"f2": torch.float16, "bf16": torch.bfloat16, "f4": torch.float32, "i4": torch.int32,
-               "i8": torch.int64, "u1": torch.uint8}[kind]
-        return torch.empty(shape, dtype=tdt, device=ref.obj.device)
+        tdt = ref.obj.dtype if kind is None else {
+            "f2": torch.float16, "bf16": torch.bfloat16, "f4": torch.float32, "i4": torch.int32,
+            "i8": torch.int64, "u1": torch.uint8}[kind]
+        if fill is None:
+            return torch.empty(shape, dtype=tdt, device=ref.obj.device)
+        return torch.full(shape, fill, dtype=tdt, device=ref.obj.device)
     if ref.framework == "cupy":
         import cupy
 
-        cdt = {"f2": cupy.float16, "f4": cupy.float32, "i4": cupy.int32, "i8": cupy.int64,
-               "u1": cupy.uint8, "bf16": cupy.uint16}[kind]
+        cdt = ref.obj.dtype if kind is None else {
+            "f2": cupy.float16, "f4": cupy.float32, "i4": cupy.int32, "i8": cupy.int64, "u1": cupy.uint8,
+            "bf16": cupy.uint16}[kind]
         with ref.obj.device:
-            return cupy.empty(shape, dtype=cdt)
+            return cupy.empty(shape, dtype=cdt) if fill is None else cupy.full(shape, fill, dtype=cdt)
     if ref.framework == "numpy":
-        if kind == "bf16":
-            ndt = ref.obj.dtype if ref.kind == "bf16" else (BFLOAT16_NP if BFLOAT16_NP is not None else np.uint16)
+        if kind is None:
+            ndt = ref.obj.dtype
+        elif kind == "bf16":
+            ndt = BFLOAT16_NP if BFLOAT16_NP is not None else np.uint16
         else:
             ndt = {"f2": np.float16, "f4": np.float32, "i4": np.int32, "i8": np.int64, "u1": np.uint8}[kind]
-        return np.empty(shape, dtype=ndt)
+        return np.empty(shape, dtype=ndt) if fill is None else np.full(shape, fill, dtype=ndt)
     raise ValueError(f"{name}: cannot allocate an output next to a plain __cuda_array_interface__ object; "
                      f"pass {name}= yourself (or use PyTorch / CuPy arrays)")
 

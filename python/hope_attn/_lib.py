@@ -39,6 +39,7 @@ class Layout(enum.IntEnum):
     SEQUENTIAL = 0
     MROPE = 1
     DIAGONAL = 2
+    MROPE_TIMED = 3
 
 
 class SegmentKind(enum.IntEnum):
@@ -109,6 +110,11 @@ _lp = ctypes.POINTER(ctypes.c_int64)
 class hope_segment_t(ctypes.Structure):
     _fields_ = [("kind", _i32), ("length", _i32), ("grid_t", _i32), ("grid_h", _i32), ("grid_w", _i32),
                 ("temporal_scale", _f32)]
+
+
+class hope_positions_params_t(ctypes.Structure):
+    _fields_ = [("layout", _i32), ("default_temporal_scale", _f32), ("start", _f32), ("seconds_per_grid", _fp),
+                ("tokens_per_second", _f32)]
 
 
 class hope_scale_params_t(ctypes.Structure):
@@ -184,10 +190,13 @@ _PROTOTYPES = {
     "hope_last_error": (ctypes.c_char_p, []),
     "hope_version": (ctypes.c_int, []),
     "hope_cuda_device_count": (_st, [_P(_i32)]),
+    "hope_build_info": (_st, [_P(ctypes.c_char_p)]),
     "hope_positions_count": (_st, [_P(hope_segment_t), _i32, _P(_i64)]),
     "hope_positions_build": (_st, [_P(hope_segment_t), _i32, ctypes.c_int, _f32, _f32, _fp, _i64, _fp]),
+    "hope_positions_build_ex": (_st, [_P(hope_positions_params_t), _P(hope_segment_t), _i32, _fp, _i64, _fp]),
     "hope_positions_generated": (_st, [_f32, _i64, _i64, _fp]),
     "hope_segment_from_vision_grid": (_st, [_i32, _i32, _i32, _i32, _i32, _f32, _P(hope_segment_t)]),
+    "hope_segment_from_vision_grid_ex": (_st, [_i32, _i32, _i32, _i32, _i32, _i32, _f32, _P(hope_segment_t)]),
     "hope_temporal_scales_select": (_st, [_P(hope_scale_params_t), _P(hope_segment_t), _i32, _fp]),
     "hope_rope_components": (_st, [_P(hope_rope_config_t), _ip]),
     "hope_rope_cos_sin": (_st, [_P(hope_rope_config_t), _fp, _i64, _fp, _fp]),
@@ -258,7 +267,8 @@ def _load():
                     fn.argtypes = argtypes
             _lib, _lib_path = handle, cand
             return handle
-        raise OSError("hope_attn: cannot load libhope_attn.so (set HOPE_ATTN_LIBRARY to its path). Tried:\n  "
+        raise OSError("hope_attn: cannot load libhope_attn.so (pip install the repository, which builds it into "
+                      "the package, or set HOPE_ATTN_LIBRARY to its path). Tried:\n  "
                       + "\n  ".join(errors))
 
 

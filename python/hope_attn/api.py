@@ -1,4 +1,8 @@
-"""High-level functions over numpy (CPU backend) and CUDA arrays (PyTorch, CuPy, any __cuda_array_interface__)."""
+"""High-level functions over numpy (CPU backend) and CUDA arrays (PyTorch, CuPy, any __cuda_array_interface__).
+
+Every function checks all of its arguments through _args.py before it calls the library: scalars are
+range-checked into their C types, and each array argument is described once, in the Signature beside the
+function (_ROPE_APPLY, _ATTENTION, ...), and verified by _args.check."""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import _lib
-from ._arrays import (Arr, as_arr, empty_like_framework, host_int_array, is_device_array, parse_dtype,
-                      to_device_like)
-from ._lib import Backend, DType, Layout, Memory, RopeKind, ScalePolicy, SegmentKind, check, lib
+from ._args import (F32, I32, I64, INOUT, OUT, ROWS, Arr, Signature, arg, check, choice, fill_struct, integer, real,
+                    shape, stream_value)
+from ._lib import Backend, Layout, Memory, RopeKind, ScalePolicy, SegmentKind, check as check_status, lib
 
 _fp = ctypes.POINTER(ctypes.c_float)
+_ip = ctypes.POINTER(ctypes.c_int32)
 
 # ----------------------------------------------------------------------------------------------------------
 # Library facts
@@ -32,12 +37,12 @@ def version_int() -> int:
 
 def cuda_device_count() -> int:
     n = ctypes.c_int32(0)
-    check(lib.hope_cuda_device_count(ctypes.byref(n)))
+    check_status(lib.hope_cuda_device_count(ctypes.byref(n)))
     return int(n.value)
 
 
 def status_string(status) -> str:
-    return lib.hope_status_string(int(status)).decode()
+    return lib.hope_status_string(integer(status, "status", "int32")).decode()
 
 
 def last_error() -> str:
@@ -65,38 +70,35 @@ class Segment:
         return self.length if self.kind == SegmentKind.TEXT else self.grid_t * self.grid_h * self.grid_w
 
     def to_c(self) -> _lib.hope_segment_t:
-        return _lib.hope_segment_t(int(self.kind), int(self.length), int(self.grid_t), int(self.grid_h),
-                                   int(self.grid_w), float(self.temporal_scale))
+        return _lib.hope_segment_t(int(choice(SegmentKind, self.kind, "segment kind")),
+                                   integer(self.length, "segment length"), integer(self.grid_t, "segment grid_t"),
+                                   integer(self.grid_h, "segment grid_h"), integer(self.grid_w, "segment grid_w"),
+                                   real(self.temporal_scale, "segment temporal_scale"))
 
 
 def text(n: int) -> Segment:
-    return Segment(SegmentKind.TEXT, length=int(n), grid_t=0, grid_h=0, grid_w=0)
+    return Segment(SegmentKind.TEXT, length=integer(n, "text length"), grid_t=0, grid_h=0, grid_w=0)
 
 
 def image(h: int, w: int, scale: float = 0.0) -> Segment:
-    return Segment(SegmentKind.IMAGE, grid_t=1, grid_h=int(h), grid_w=int(w), temporal_scale=float(scale))
+    return Segment(SegmentKind.IMAGE, grid_t=1, grid_h=integer(h, "image h"), grid_w=integer(w, "image w"),
+                   temporal_scale=real(scale, "image scale"))
 
 
 def video(t: int, h: int, w: int, scale: float = 0.0) -> Segment:
-    return Segment(SegmentKind.VIDEO, grid_t=int(t), grid_h=int(h), grid_w=int(w), temporal_scale=float(scale))
+    return Segment(SegmentKind.VIDEO, grid_t=integer(t, "video t"), grid_h=integer(h, "video h"),
+                   grid_w=integer(w, "video w"), temporal_scale=real(scale, "video scale"))
 
 
 def segment_from_vision_grid(kind, grid_t: int, grid_h: int, grid_w: int, spatial_merge_size: int = 2,
                              temporal_scale: float = 0.0) -> Segment:
     """A segment from a vision encoder's raw patch grid (Qwen2-VL's grid_thw), divided by the merge size."""
     seg = _lib.hope_segment_t()
-    check(lib.hope_segment_from_vision_grid(int(_segment_kind(kind)), int(grid_t), int(grid_h), int(grid_w),
-                                            int(spatial_merge_size), float(temporal_scale), ctypes.byref(seg)))
+    check_status(lib.hope_segment_from_vision_grid(
+        int(choice(SegmentKind, kind, "kind")), integer(grid_t, "grid_t"), integer(grid_h, "grid_h"),
+        integer(grid_w, "grid_w"), integer(spatial_merge_size, "spatial_merge_size"),
+        real(temporal_scale, "temporal_scale"), ctypes.byref(seg)))
     return _from_c(seg)
-
-
-def _segment_kind(kind) -> SegmentKind:
-    if isinstance(kind, str):
-        try:
-            return SegmentKind[kind.upper()]
-        except KeyError:
-            raise ValueError(f"unknown segment kind {kind!r}: use 'text', 'image' or 'video'") from None
-    return SegmentKind(int(kind))
 
 
 def as_segment(s) -> Segment:
@@ -107,20 +109,20 @@ def as_segment(s) -> Segment:
     if isinstance(s, _lib.hope_segment_t):
         return _from_c(s)
     if isinstance(s, (int, np.integer)):
-        return text(int(s))
+        return text(s)
     if isinstance(s, dict):
-        kind = _segment_kind(s.get("kind", "text"))
-        scale = float(s.get("scale", s.get("temporal_scale", 0.0)))
+        kind = choice(SegmentKind, s.get("kind", "text"), "segment kind")
+        scale = s.get("scale", s.get("temporal_scale", 0.0))
         if kind == SegmentKind.TEXT:
-            return text(int(s.get("length", s.get("n", 0))))
-        h = int(s.get("h", s.get("grid_h", 1)))
-        w = int(s.get("w", s.get("grid_w", 1)))
-        if kind == SegmentKind.IMAGE:
-            return Segment(kind, grid_t=int(s.get("t", s.get("grid_t", 1))), grid_h=h, grid_w=w,
-                           temporal_scale=scale)
-        return video(int(s.get("t", s.get("grid_t", 1))), h, w, scale)
+            return text(s.get("length", s.get("n", 0)))
+        h, w = s.get("h", s.get("grid_h", 1)), s.get("w", s.get("grid_w", 1))
+        t = s.get("t", s.get("grid_t", 1))
+        if kind == SegmentKind.IMAGE:  # grid_t other than 1 is the library's to refuse, with its message
+            return Segment(kind, grid_t=integer(t, "image t"), grid_h=integer(h, "image h"),
+                           grid_w=integer(w, "image w"), temporal_scale=real(scale, "image scale"))
+        return video(t, h, w, scale)
     if isinstance(s, (tuple, list)) and s:
-        kind = _segment_kind(s[0])
+        kind = choice(SegmentKind, s[0], "segment kind")
         args = list(s[1:])
         if kind == SegmentKind.TEXT:
             if len(args) != 1:
@@ -141,55 +143,48 @@ def _from_c(c: _lib.hope_segment_t) -> Segment:
 
 
 def _c_segments(segments: Iterable) -> tuple:
+    if isinstance(segments, (str, bytes, Segment, dict)):
+        raise TypeError(f"segments: expected a list of segments, got {type(segments).__name__}")
     segs = [as_segment(s) for s in segments]
+    integer(len(segs), "number of segments", "int32")
     arr = (_lib.hope_segment_t * max(len(segs), 1))()
     for i, s in enumerate(segs):
         arr[i] = s.to_c()
     return segs, arr
 
 
-def _layout(layout) -> Layout:
-    if isinstance(layout, str):
-        try:
-            return Layout[layout.upper()]
-        except KeyError:
-            raise ValueError(f"unknown layout {layout!r}: use 'sequential', 'mrope' or 'diagonal'") from None
-    return Layout(int(layout))
-
-
 def num_tokens(segments) -> int:
     segs, arr = _c_segments(segments)
     n = ctypes.c_int64(0)
-    check(lib.hope_positions_count(arr, len(segs), ctypes.byref(n)))
+    check_status(lib.hope_positions_count(arr, len(segs), ctypes.byref(n)))
     return int(n.value)
 
 
 def positions(segments, layout="diagonal", default_scale: float = 1.0, start: float = 0.0):
     """(t, h, w) positions of SPEC §1: returns (float32 array [3, n], next_position)."""
+    lay = choice(Layout, layout, "layout")
+    scale, start = real(default_scale, "default_scale"), real(start, "start")
     segs, arr = _c_segments(segments)
     n = ctypes.c_int64(0)
-    check(lib.hope_positions_count(arr, len(segs), ctypes.byref(n)))
+    check_status(lib.hope_positions_count(arr, len(segs), ctypes.byref(n)))
     out = np.empty((3, n.value), dtype=np.float32)
     nxt = ctypes.c_float(0.0)
-    check(lib.hope_positions_build(arr, len(segs), int(_layout(layout)), float(default_scale), float(start),
-                                   out.ctypes.data_as(_fp), n.value, ctypes.byref(nxt)))
+    check_status(lib.hope_positions_build(arr, len(segs), int(lay), scale, start, out.ctypes.data_as(_fp),
+                                          n.value, ctypes.byref(nxt)))
     return out, float(nxt.value)
 
 
 def positions_generated(next_position: float, first: int, n: int) -> np.ndarray:
     """Positions [3, n] of generated tokens first .. first + n - 1."""
-    out = np.empty((3, max(int(n), 0)), dtype=np.float32)
-    check(lib.hope_positions_generated(float(next_position), int(first), int(n), out.ctypes.data_as(_fp)))
+    nxt = real(next_position, "next_position")
+    first, n = integer(first, "first", "int64"), integer(n, "n", "int64")
+    out = np.empty((3, max(n, 0)), dtype=np.float32)  # n < 0 and first + n overflowing: the library refuses
+    check_status(lib.hope_positions_generated(nxt, first, n, out.ctypes.data_as(_fp)))
     return out
 
 
-def _policy(policy) -> ScalePolicy:
-    if isinstance(policy, str):
-        try:
-            return ScalePolicy[policy.upper()]
-        except KeyError:
-            raise ValueError(f"unknown scale policy {policy!r}: use 'fixed', 'random' or 'fit'") from None
-    return ScalePolicy(int(policy))
+_SELECT = Signature("select_temporal_scales", (arg("candidates", ("n",), dtype=F32, convert=True, optional=True),),
+                    host_only=True)
 
 
 def select_temporal_scales(segments, policy="fit", candidates: Sequence[float] | None = None,
@@ -197,30 +192,19 @@ def select_temporal_scales(segments, policy="fit", candidates: Sequence[float] |
                            start: float = 0.0):
     """Chooses each vision segment's temporal scale (SPEC §2). Returns (segments with their scales set, chosen):
     chosen is the one scale for fixed and fit, the first vision segment's draw for random."""
-    pol = _policy(policy)
+    pol = choice(ScalePolicy, policy, "policy")
+    if pol == ScalePolicy.FIXED and fixed is None:
+        raise ValueError("select_temporal_scales: policy 'fixed' needs fixed=<scale>")
+    if pol == ScalePolicy.FIT and budget is None:
+        raise ValueError("select_temporal_scales: policy 'fit' needs budget=<largest next_position>")
+    c = check(_SELECT, {"candidates": candidates})
+    p = fill_struct(_lib.hope_scale_params_t(), policy=int(pol), fixed_scale=0.0 if fixed is None else fixed,
+                    seed=seed, position_budget=0.0 if budget is None else budget, start=start)
+    if candidates is not None and c.sym["n"]:
+        fill_struct(p, num_candidates=c.sym["n"], candidates=ctypes.cast(c.ptr("candidates"), _fp))
     segs, arr = _c_segments(segments)
-    p = _lib.hope_scale_params_t()
-    p.policy = int(pol)
-    cand = None
-    if candidates is not None:
-        cand = np.ascontiguousarray(np.asarray(candidates, dtype=np.float32).reshape(-1))
-        p.num_candidates = int(cand.size)
-        p.candidates = cand.ctypes.data_as(_fp) if cand.size else None
-    if pol == ScalePolicy.FIXED:
-        if fixed is None:
-            raise ValueError("select_temporal_scales: policy 'fixed' needs fixed=<scale>")
-        p.fixed_scale = float(fixed)
-    elif fixed is not None:
-        p.fixed_scale = float(fixed)
-    p.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
-    if pol == ScalePolicy.FIT:
-        if budget is None:
-            raise ValueError("select_temporal_scales: policy 'fit' needs budget=<largest next_position>")
-        p.position_budget = float(budget)
-    p.start = float(start)
     chosen = ctypes.c_float(0.0)
-    check(lib.hope_temporal_scales_select(ctypes.byref(p), arr, len(segs), ctypes.byref(chosen)))
-    del cand
+    check_status(lib.hope_temporal_scales_select(ctypes.byref(p), arr, len(segs), ctypes.byref(chosen)))
     return [_from_c(arr[i]) for i in range(len(segs))], float(chosen.value)
 
 
@@ -229,19 +213,9 @@ def select_temporal_scales(segments, policy="fit", candidates: Sequence[float] |
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _rope_kind(kind) -> RopeKind:
-    if isinstance(kind, str):
-        try:
-            return RopeKind[kind.upper().replace("-", "_")]
-        except KeyError:
-            raise ValueError(f"unknown rope kind {kind!r}: use vanilla, mrope, mrope_interleaved, videorope "
-                             "or hope") from None
-    return RopeKind(int(kind))
-
-
 def default_sections(head_dim: int) -> tuple:
     """Qwen2-VL's split generalised: (st, sh, sw) with sh = sw = 3/8 of the pairs; (16, 24, 24) for d = 128."""
-    half = int(head_dim) // 2
+    half = integer(head_dim, "head_dim") // 2
     sh = (3 * half) // 8
     return (half - 2 * sh, sh, sh)
 
@@ -255,16 +229,16 @@ class RopeConfig:
 
     def to_c(self) -> _lib.hope_rope_config_t:
         c = _lib.hope_rope_config_t()
-        c.kind = int(_rope_kind(self.kind))
-        c.head_dim = int(self.head_dim)
+        c.kind = int(choice(RopeKind, self.kind, "rope kind"))
+        c.head_dim = integer(self.head_dim, "head_dim")
         sec = self.sections
         if sec is None:
-            sec = (0, 0, 0) if _rope_kind(self.kind) == RopeKind.VANILLA else default_sections(self.head_dim)
-        if len(sec) != 3:
+            sec = (0, 0, 0) if c.kind == RopeKind.VANILLA else default_sections(self.head_dim)
+        if isinstance(sec, (str, bytes)) or not hasattr(sec, "__len__") or len(sec) != 3:
             raise ValueError(f"sections must be (st, sh, sw), got {sec!r}")
         for i in range(3):
-            c.sections[i] = int(sec[i])
-        c.theta = float(self.theta)
+            c.sections[i] = integer(sec[i], f"sections[{i}]")
+        c.theta = real(self.theta, "theta", "float64")
         return c
 
 
@@ -277,26 +251,37 @@ def rope_config(config=None, *, kind=None, head_dim=None, sections=None, theta=N
     elif config is None:
         base = RopeConfig()
     else:
-        base = RopeConfig(kind=_rope_kind(config))
+        base = RopeConfig(kind=choice(RopeKind, config, "rope kind"))
     if kind is not None:
-        base.kind = _rope_kind(kind)
+        base.kind = kind
     if head_dim is not None:
-        base.head_dim = int(head_dim)
+        base.head_dim = integer(head_dim, "head_dim")
     if sections is not None:
-        base.sections = tuple(int(s) for s in sections)
+        base.sections = tuple(sections)
     if theta is not None:
-        base.theta = float(theta)
-    base.kind = _rope_kind(base.kind)
+        base.theta = real(theta, "theta", "float64")
+    base.kind = choice(RopeKind, base.kind, "rope kind")
     return base
+
+
+def _checked_config(cfg: RopeConfig) -> _lib.hope_rope_config_t:
+    """The C config, validated by the library before anything is allocated from its head_dim."""
+    c = cfg.to_c()
+    check_status(lib.hope_rope_cos_sin(ctypes.byref(c), None, 0, None, None))
+    return c
 
 
 def rope_components(config=None, **kw) -> np.ndarray:
     """c(i) for each rotary pair: 0 = t, 1 = h, 2 = w, -1 = none (zero frequency)."""
     cfg = rope_config(config, **kw)
-    c = cfg.to_c()
-    out = np.empty(max(cfg.head_dim // 2, 1), dtype=np.int32)
-    check(lib.hope_rope_components(ctypes.byref(c), out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))))
-    return out[: cfg.head_dim // 2]
+    c = _checked_config(cfg)
+    out = np.empty(c.head_dim // 2, dtype=np.int32)
+    check_status(lib.hope_rope_components(ctypes.byref(c), out.ctypes.data_as(_ip)))
+    return out
+
+
+_COS_SIN = Signature("cos_sin", (arg("positions", (3, "n"), shape("n"), dtype=F32, convert=True),),
+                     host_only=True)
 
 
 def cos_sin(config=None, positions=None, *, kind=None, head_dim=None, sections=None, theta=None):
@@ -305,24 +290,20 @@ def cos_sin(config=None, positions=None, *, kind=None, head_dim=None, sections=N
     if positions is None:
         raise ValueError("cos_sin: positions are required")
     cfg = rope_config(config, kind=kind, head_dim=head_dim, sections=sections, theta=theta)
-    c = cfg.to_c()
-    pos = np.asarray(positions, dtype=np.float32)
+    c = _checked_config(cfg)
+    pos = np.asarray(check(_COS_SIN, {"positions": positions})["positions"].obj)
     if pos.ndim == 1:
-        pos = np.broadcast_to(pos, (3, pos.shape[0]))
-    if pos.ndim != 2 or pos.shape[0] != 3:
-        raise ValueError(f"cos_sin: positions must be [3, n] (or [n]), got shape {pos.shape}")
-    pos = np.ascontiguousarray(pos)
-    n = pos.shape[1]
-    half = max(cfg.head_dim // 2, 0)
+        pos = np.stack([pos, pos, pos])
+    n, half = pos.shape[1], c.head_dim // 2
     cos = np.empty((n, half), dtype=np.float32)
     sin = np.empty((n, half), dtype=np.float32)
-    check(lib.hope_rope_cos_sin(ctypes.byref(c), pos.ctypes.data_as(_fp), n, cos.ctypes.data_as(_fp),
-                                sin.ctypes.data_as(_fp)))
+    check_status(lib.hope_rope_cos_sin(ctypes.byref(c), pos.ctypes.data_as(_fp), n, cos.ctypes.data_as(_fp),
+                                       sin.ctypes.data_as(_fp)))
     return cos, sin
 
 
 class _DeviceView:
-    """A float32 [rows, cols] view of device memory owned by someone else, with __cuda_array_interface__."""
+    """A float32 [rows, cols] view of device memory owned by `owner`, with __cuda_array_interface__."""
 
     def __init__(self, ptr: int, rows: int, cols: int, owner):
         self._owner = owner
@@ -331,59 +312,92 @@ class _DeviceView:
                                          "strides": None, "version": 3, "stream": None}
 
 
+class _CacheTables:
+    """Owns a hope_rope_cache_t. The RopeCache holds one reference and every .cos / .sin view another, so the
+    library's tables are destroyed only when the cache is closed and no view is left."""
+
+    def __init__(self, handle: ctypes.c_void_p):
+        self.handle = handle
+
+    def __del__(self):
+        h, self.handle = self.handle, None
+        if h is not None and h.value:
+            try:
+                lib.hope_rope_cache_destroy(h)
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
+
+
+_FILL = Signature("RopeCache.fill", (arg("positions", (3, "n"), dtype=F32, convert=True, any_side=True,
+                                         layout=ROWS),))
+
+
 class RopeCache:
     """hope_rope_cache_t: cos/sin tables for `capacity` tokens on the host or the current CUDA device.
-    .cos / .sin: numpy arrays (host cache) or __cuda_array_interface__ views (device cache) [capacity, d/2]."""
+    .cos / .sin: read-only numpy arrays (host cache) or __cuda_array_interface__ views (device cache)
+    [capacity, d/2]. A view keeps the tables alive: close() (or leaving a `with` block) releases them once no
+    view is left, and the closed cache refuses further use."""
 
     def __init__(self, config=None, capacity: int = 1, memory="host", **kw):
         self.config = rope_config(config, **kw)
-        mem = Memory[memory.upper()] if isinstance(memory, str) else Memory(int(memory))
+        mem = choice(Memory, memory, "memory")
         c = self.config.to_c()
         handle = ctypes.c_void_p(None)
-        check(lib.hope_rope_cache_create(ctypes.byref(c), int(capacity), int(mem), ctypes.byref(handle)))
-        self._handle = handle
+        check_status(lib.hope_rope_cache_create(ctypes.byref(c), integer(capacity, "capacity", "int64"), int(mem),
+                                                ctypes.byref(handle)))
+        self._tables = _CacheTables(handle)
         cos_p, sin_p = ctypes.c_void_p(), ctypes.c_void_p()
         cap, where = ctypes.c_int64(0), ctypes.c_int(0)
-        check(lib.hope_rope_cache_get(handle, ctypes.byref(cos_p), ctypes.byref(sin_p), ctypes.byref(cap),
-                                      ctypes.byref(where)))
+        check_status(lib.hope_rope_cache_get(handle, ctypes.byref(cos_p), ctypes.byref(sin_p), ctypes.byref(cap),
+                                             ctypes.byref(where)))
         self.capacity, self.memory = int(cap.value), Memory(where.value)
         half = self.config.head_dim // 2
         if self.memory == Memory.HOST:
-            self.cos = self._host_view(cos_p.value, half)
-            self.sin = self._host_view(sin_p.value, half)
+            self._cos, self._sin = self._host_view(cos_p.value, half), self._host_view(sin_p.value, half)
         else:
-            self.cos = _DeviceView(cos_p.value, self.capacity, half, self)
-            self.sin = _DeviceView(sin_p.value, self.capacity, half, self)
+            self._cos = _DeviceView(cos_p.value, self.capacity, half, self._tables)
+            self._sin = _DeviceView(sin_p.value, self.capacity, half, self._tables)
 
     def _host_view(self, ptr: int, half: int) -> np.ndarray:
-        # The numpy view keeps this cache alive (through its ctypes base), so the table cannot dangle.
         buf = (ctypes.c_float * (self.capacity * half)).from_address(ptr)
-        buf._owner = self
-        return np.frombuffer(buf, dtype=np.float32).reshape(self.capacity, half)
+        buf._owner = self._tables  # the numpy view holds buf, buf holds the tables
+        view = np.frombuffer(buf, dtype=np.float32).reshape(self.capacity, half)
+        view.flags.writeable = False  # the library hands out const tables
+        return view
+
+    def _live(self, what: str) -> _CacheTables:
+        tables = getattr(self, "_tables", None)
+        if tables is None:
+            raise ValueError(f"RopeCache.{what}: the cache is closed")
+        return tables
+
+    @property
+    def cos(self):
+        self._live("cos")
+        return self._cos
+
+    @property
+    def sin(self):
+        self._live("sin")
+        return self._sin
 
     def fill(self, positions, offset: int = 0, stream=None):
         """Fills rows [offset, offset + n) from positions [3, n] (numpy, or a device array)."""
-        if is_device_array(positions):
-            a = as_arr(positions, "positions")
-            if a.kind != "f4" or a.ndim != 2 or a.shape[0] != 3 or a.strides[1] != 1:
-                raise ValueError("RopeCache.fill: device positions must be float32 [3, n] with packed rows")
-            n, ld, mem = a.shape[1], a.strides[0], Memory.DEVICE
-            ptr, keep = a.ptr, a
-            stream = _stream_of(stream, [a])
-        else:
-            pos = np.ascontiguousarray(np.asarray(positions, dtype=np.float32))
-            if pos.ndim != 2 or pos.shape[0] != 3:
-                raise ValueError(f"RopeCache.fill: positions must be [3, n], got shape {pos.shape}")
-            n, ld, mem, ptr, keep = pos.shape[1], pos.shape[1], Memory.HOST, pos.ctypes.data, pos
-            stream = _stream_value(stream)
-        check(lib.hope_rope_cache_fill(self._handle, int(offset), ptr, int(n), int(ld), int(mem), stream))
-        del keep
+        tables = self._live("fill")
+        offset = integer(offset, "offset", "int64")
+        c = check(_FILL, {"positions": positions})
+        a = c["positions"]
+        mem = Memory.DEVICE if a.device else Memory.HOST
+        st = _stream_of(stream, [a]) if a.device else stream_value(stream)
+        ld = a.strides[0] if a.size else 0
+        check_status(lib.hope_rope_cache_fill(tables.handle, offset, c.ptr("positions"), c.sym["n"], ld, int(mem),
+                                              st))
         return self
 
     def close(self):
-        if getattr(self, "_handle", None) is not None and self._handle.value:
-            h, self._handle = self._handle, None
-            check(lib.hope_rope_cache_destroy(h))
+        """Releases the cache (its tables go when the last .cos / .sin view goes too)."""
+        self._tables = None
+        self._cos = self._sin = None
 
     def __enter__(self):
         return self
@@ -391,36 +405,17 @@ class RopeCache:
     def __exit__(self, *exc):
         self.close()
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Shared plumbing for the tensor calls
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _stream_value(stream):
-    """A cudaStream_t as an int (or None) from an int, a torch / cupy stream object, or None."""
-    if stream is None:
-        return None
-    if isinstance(stream, (int, np.integer)):
-        return int(stream) or None
-    for attr in ("cuda_stream", "ptr", "handle"):
-        v = getattr(stream, attr, None)
-        if v is not None:
-            return int(v) or None
-    raise TypeError(f"cannot take a CUDA stream from {stream!r}")
-
-
 def _stream_of(stream, arrs: Sequence[Arr]):
     """The explicit stream, else an input's interface "stream" entry, else torch's current stream for torch
     inputs, else NULL (the legacy default stream)."""
     if stream is not None:
-        return _stream_value(stream)
+        return stream_value(stream)
     for a in arrs:
         if a is not None and a.stream is not None:
             return a.stream or None
@@ -436,101 +431,54 @@ def _stream_of(stream, arrs: Sequence[Arr]):
     return None
 
 
-def _backend_for(backend, arrs: Sequence[Arr], what: str) -> Backend:
-    devs = {a.device for a in arrs if a is not None}
-    if len(devs) > 1:
-        raise ValueError(f"{what}: mixes host (numpy) and device arrays; give all of them on one side")
-    on_device = devs == {True}
-    if backend is None:
-        return Backend.CUDA if on_device else Backend.CPU
-    b = Backend[backend.upper()] if isinstance(backend, str) else Backend(int(backend))
-    if (b == Backend.CUDA) != on_device:
-        raise ValueError(f"{what}: backend {b.name.lower()} needs {'device' if b == Backend.CUDA else 'host'} "
-                         "arrays")
-    return b
+def _call_stream(c, stream, *names):
+    """The stream of a device call; a host call checks the argument and runs without one."""
+    if c.backend == Backend.CUDA:
+        return _stream_of(stream, [c[n] for n in names])
+    stream_value(stream)
+    return None
 
 
-def _float_input(obj, name, dtype_hint, want_ndim=None) -> Arr:
-    a = as_arr(obj, name, hint=dtype_hint)
-    if want_ndim is not None and a.ndim != want_ndim:
-        raise ValueError(f"{name}: expected {want_ndim} dimensions, got shape {a.shape}")
-    return a
+def _covered(c, cu_name: str, total: int) -> bool:
+    """Whether cu_seqlens (known on the host) cover every one of the `total` rows."""
+    host = c.host.get(cu_name)
+    return host is not None and host.size > 0 and int(host[-1]) >= total
 
 
-def _table(obj, name, rows, half, device) -> Arr | None:
-    """A cos/sin table: float32 [rows, half] packed (host numpy copies are made as needed)."""
-    if obj is None:
-        return None
-    if device:
-        a = as_arr(obj, name)
-    else:
-        a = as_arr(np.ascontiguousarray(np.asarray(obj, dtype=np.float32)), name)
-    if a.kind != "f4":
-        raise ValueError(f"{name}: must be float32, got {a.kind}")
-    if a.ndim != 2 or a.shape[1] != half or a.shape[0] < rows:
-        raise ValueError(f"{name}: expected float32 [{rows}, {half}], got shape {a.shape}")
-    if not a.contiguous():
-        raise ValueError(f"{name}: must be packed (C-contiguous)")
-    return a
-
-
-def _packed_rows(a: Arr, name: str, inner: int) -> Arr:
-    """For [tokens, heads, d] (inner = 2) or [tokens, d] (inner = 1): the inner dims must be packed."""
-    extent = 1
-    for dim in a.shape[1:]:
-        extent *= dim
-    rows_ok = a.ndim == 0 or a.shape[0] <= 1 or a.strides[0] >= extent  # no overlap, no broadcast, no reversal
-    if not a.inner_contiguous(inner) or not rows_ok:
-        if a.framework == "numpy":
-            return as_arr(np.ascontiguousarray(a.obj), name, hint=DType.BFLOAT16 if a.kind == "bf16" else None)
-        raise ValueError(f"{name}: the heads and head_dim dimensions must be packed, and tokens must be at least "
-                         "heads * head_dim elements apart")
-    return a
-
-
-def _row_stride(a: Arr) -> int:
-    return int(a.strides[0]) if a.ndim and a.shape[0] > 1 else 0
-
-
-def _ptr(a: Arr | None):
-    return None if a is None else (a.ptr or None)
+def _max_len(c, cu_name: str, given, name: str) -> int:
+    if given is not None:
+        return integer(given, name)
+    host = c.host.get(cu_name)
+    if host is None:
+        raise ValueError(f"{name}: cannot be derived from device {cu_name} of this array type; pass it")
+    return int(np.max(np.diff(host))) if host.size > 1 else 0
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Rotation (SPEC §4)
 # ----------------------------------------------------------------------------------------------------------
 
+_ROPE_APPLY = Signature("rope_apply", (
+    arg("x", shape("tokens", "heads", "d"), shape("tokens", "d", heads=1), layout=ROWS),
+    arg("cos", (">=tokens", "d // 2"), dtype=F32, convert=True),
+    arg("sin", (">=tokens", "d // 2"), dtype=F32, convert=True),
+    arg("out", shape("tokens", "heads", "d"), shape("tokens", "d", heads=1), like="x", role=OUT, layout=ROWS),
+))
+
 
 def rope_apply(x, cos, sin, out=None, *, dtype=None, stream=None, backend=None):
     """Rotates x [tokens, heads, d] (or [tokens, d]) by its token's cos/sin [tokens, d/2]; returns out.
     numpy inputs run on the CPU backend; CUDA arrays (torch, cupy, __cuda_array_interface__) on the GPU.
     dtype="bfloat16" marks a uint16 array as bfloat16 bits. out may be x (in place)."""
-    hint = parse_dtype(dtype)
-    xa = _float_input(x, "x", hint)
-    if xa.ndim not in (2, 3):
-        raise ValueError(f"x: expected [tokens, heads, head_dim] or [tokens, head_dim], got shape {xa.shape}")
-    inner = xa.ndim - 1
-    xa = _packed_rows(xa, "x", inner)
-    dt = xa.dtype if hint is None else hint
-    tokens, d = xa.shape[0], xa.shape[-1]
-    heads = xa.shape[1] if xa.ndim == 3 else 1
-    ca = _table(cos, "cos", tokens, d // 2, xa.device)
-    sa = _table(sin, "sin", tokens, d // 2, xa.device)
+    c = check(_ROPE_APPLY, dict(x=x, cos=cos, sin=sin, out=out), dtype, backend)
     if out is None:
-        out = empty_like_framework(xa, xa.shape, xa.kind, "out")
-    oa = as_arr(out, "out", hint=dt)
-    if oa.shape != xa.shape or oa.kind != xa.kind:
-        raise ValueError(f"out: expected shape {xa.shape} and the dtype of x, got {oa.shape} {oa.kind}")
-    if not oa.inner_contiguous(inner) or (oa.shape[0] > 1 and oa.strides[0] < heads * d):
-        raise ValueError("out: the heads and head_dim dimensions must be packed, tokens heads * head_dim apart")
-    be = _backend_for(backend, [xa, ca, sa, oa], "rope_apply")
-    p = _lib.hope_rope_apply_params_t()
-    p.backend, p.dtype, p.num_tokens, p.num_heads, p.head_dim = int(be), int(dt), tokens, heads, d
-    p.x, p.x_row_stride = _ptr(xa), _row_stride(xa)
-    p.out, p.out_row_stride = _ptr(oa), _row_stride(oa)
-    p.cos, p.sin = _ptr(ca), _ptr(sa)
-    st = _stream_of(stream, [xa, oa]) if be == Backend.CUDA else None
-    check(lib.hope_rope_apply(ctypes.byref(p), st))
+        out = c.alloc("out", c["x"].shape, like="x")
+    s = c.sym
+    p = fill_struct(_lib.hope_rope_apply_params_t(), backend=int(c.backend), dtype=int(c["x"].dtype),
+                    num_tokens=s["tokens"], num_heads=s["heads"], head_dim=s["d"], x=c.ptr("x"),
+                    x_row_stride=c.row_stride("x"), out=c.ptr("out"), out_row_stride=c.row_stride("out"),
+                    cos=c.ptr("cos"), sin=c.ptr("sin"))
+    check_status(lib.hope_rope_apply(ctypes.byref(p), _call_stream(c, stream, "x", "out")))
     return out
 
 
@@ -538,30 +486,22 @@ def rope_apply(x, cos, sin, out=None, *, dtype=None, stream=None, backend=None):
 # Attention (SPEC §5)
 # ----------------------------------------------------------------------------------------------------------
 
-
-def _cu_seqlens(obj, name, total, ref: Arr, device: bool):
-    """(Arr on the right side, host numpy copy or None) for a cu_seqlens argument (None: one sequence)."""
-    if obj is None:
-        host = np.array([0, total], dtype=np.int32)
-        return (as_arr(to_device_like(ref, host, name), name) if device else as_arr(host, name)), host
-    if device:
-        if is_device_array(obj):
-            a = as_arr(obj, name)
-            return a, host_int_array(obj, name, np.int32)
-        host = np.ascontiguousarray(np.asarray(obj, dtype=np.int32))
-        return as_arr(to_device_like(ref, host, name), name), host
-    if is_device_array(obj):
-        raise ValueError(f"{name}: must be a host array for the CPU backend")
-    host = np.ascontiguousarray(np.asarray(obj, dtype=np.int32).reshape(-1))
-    return as_arr(host, name), host
-
-
-def _max_len(host, given, name):
-    if given is not None:
-        return int(given)
-    if host is None:
-        raise ValueError(f"{name}: cannot be derived from device cu_seqlens of this array type; pass it")
-    return int(np.max(np.diff(host))) if host.size > 1 else 0
+_ATTENTION = Signature("attention", (
+    arg("q", ("total_q", "hq", "d"), layout=ROWS),
+    arg("k", ("total_k", "hk", "d"), like="q", layout=ROWS),
+    arg("v", ("total_k", "hk", "d"), like="q", layout=ROWS),
+    arg("cu_seqlens_q", ("nseq",), dtype=I32, convert=True, upload=True, cumulative="total_q", end="covered_q",
+        default=lambda s: [0, s["total_q"]]),  # None: one sequence over every row
+    arg("cu_seqlens_k", ("nseq",), dtype=I32, convert=True, upload=True, cumulative="total_k",
+        default=lambda s: [0, s["total_k"]]),
+    arg("cos_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("sin_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("cos_k", (">=total_k", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("sin_k", (">=total_k", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("out", ("total_q", "hq", "d"), like="q", role=OUT),
+    arg("lse", ("hq", "covered_q"), dtype=F32, role=OUT),  # [Hq][cu_seqlens_q[-1]], as the library lays it out
+    arg("k_rotated", ("total_k", "hk", "d"), like="k", role=OUT),
+), together=(("cos_q", "sin_q"), ("cos_k", "sin_k")))
 
 
 def attention(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, *, causal: bool = False, cos_q=None, sin_q=None,
@@ -572,77 +512,40 @@ def attention(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, *, causal: bool = F
 
     q [total_q, Hq, d], k and v [total_k, Hk, d]; cu_seqlens_* [batch + 1] int32 (None: one sequence).
     cos_q/sin_q [total_q, d/2], cos_k/sin_k [total_k, d/2] float32, or None to use q / k as given.
-    Returns out [total_q, Hq, d], or (out, lse [Hq, total_q] float32) with return_lse=True.
+    Returns out [total_q, Hq, d], or (out, lse [Hq, cu_seqlens_q[-1]] float32) with return_lse=True (lse holds
+    the rows the sequences cover, as the library lays it out). Rows of q past cu_seqlens_q[-1] get out = 0 in
+    an out allocated here (a given out keeps them as they were).
     numpy inputs run on the CPU backend; CUDA arrays on the GPU (the fused kernel, or with unfused=True the
     cuBLAS reference path, which allocates its workspace through the input's framework)."""
-    hint = parse_dtype(dtype)
-    qa = _packed_rows(_float_input(q, "q", hint, 3), "q", 2)
-    ka = _packed_rows(_float_input(k, "k", hint, 3), "k", 2)
-    va = _packed_rows(_float_input(v, "v", hint, 3), "v", 2)
-    if not (qa.kind == ka.kind == va.kind):
-        raise ValueError(f"q, k, v must share one dtype, got {qa.kind}, {ka.kind}, {va.kind}")
-    dt = qa.dtype if hint is None else hint
-    total_q, hq, d = qa.shape
-    total_k, hk = ka.shape[0], ka.shape[1]
-    if va.shape[:2] != (total_k, hk) or ka.shape[2] != d or va.shape[2] != d:
-        raise ValueError(f"k {ka.shape} and v {va.shape} must both be [total_k, Hk, {d}]")
-    device = qa.device
-    cqa, cq_host = _cu_seqlens(cu_seqlens_q, "cu_seqlens_q", total_q, qa, device)
-    cka, ck_host = _cu_seqlens(cu_seqlens_k, "cu_seqlens_k", total_k, qa, device)
-    batch = cqa.size - 1
-    if cka.size != cqa.size:
-        raise ValueError(f"cu_seqlens_q has {cqa.size} entries and cu_seqlens_k {cka.size}: both need batch + 1")
-    if cqa.kind != "i4" or cka.kind != "i4":
-        raise ValueError("cu_seqlens must be int32")
-    # The C call cannot see the arrays' lengths: make sure the sequences stay inside them.
-    for host, total, name in ((cq_host, total_q, "cu_seqlens_q"), (ck_host, total_k, "cu_seqlens_k")):
-        if host is not None and host.size and int(host[-1]) > total:
-            raise ValueError(f"{name}: its last entry {int(host[-1])} exceeds the {total} tokens given")
-    half = d // 2
-    tq = [_table(t, n, total_q, half, device) for t, n in ((cos_q, "cos_q"), (sin_q, "sin_q"))]
-    tk = [_table(t, n, total_k, half, device) for t, n in ((cos_k, "cos_k"), (sin_k, "sin_k"))]
+    scale = 0.0 if softmax_scale is None else real(softmax_scale, "softmax_scale")
+    values = dict(q=q, k=k, v=v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, cos_q=cos_q, sin_q=sin_q,
+                  cos_k=cos_k, sin_k=sin_k, out=out, lse=lse, k_rotated=k_rotated)
+    c = check(_ATTENTION, values, dtype, backend)
+    s = c.sym
     if out is None:
-        out = empty_like_framework(qa, (total_q, hq, d), qa.kind, "out")
-    oa = as_arr(out, "out", hint=dt)
-    if oa.shape != (total_q, hq, d) or oa.kind != qa.kind or not oa.contiguous():
-        raise ValueError(f"out: expected packed [{total_q}, {hq}, {d}] in the dtype of q, got {oa.shape} {oa.kind}")
-    la = None
-    if return_lse or lse is not None:
-        if lse is None:
-            lse = empty_like_framework(qa, (hq, total_q), "f4", "lse")
-        la = as_arr(lse, "lse")
-        if la.shape != (hq, total_q) or la.kind != "f4" or not la.contiguous():
-            raise ValueError(f"lse: expected packed float32 [{hq}, {total_q}], got {la.shape} {la.kind}")
-    kra = None
-    if k_rotated is not None:
-        kra = as_arr(k_rotated, "k_rotated", hint=dt)
-        if kra.shape != (total_k, hk, d) or kra.kind != ka.kind or not kra.contiguous():
-            raise ValueError(f"k_rotated: expected packed [{total_k}, {hk}, {d}] in the dtype of k")
-    be = _backend_for(backend, [qa, ka, va, oa, la, kra, cqa, cka, *tq, *tk], "attention")
-
-    p = _lib.hope_attention_params_t()
-    p.backend, p.dtype = int(be), int(dt)
-    p.batch, p.num_q_heads, p.num_kv_heads, p.head_dim = batch, hq, hk, d
-    p.cu_seqlens_q, p.cu_seqlens_k = _ptr(cqa), _ptr(cka)
-    p.max_seqlen_q = _max_len(cq_host, max_seqlen_q, "max_seqlen_q")
-    p.max_seqlen_k = _max_len(ck_host, max_seqlen_k, "max_seqlen_k")
-    p.q, p.k, p.v, p.out, p.lse = _ptr(qa), _ptr(ka), _ptr(va), _ptr(oa), _ptr(la)
-    p.cos_q, p.sin_q, p.cos_k, p.sin_k = _ptr(tq[0]), _ptr(tq[1]), _ptr(tk[0]), _ptr(tk[1])
-    p.softmax_scale = 0.0 if softmax_scale is None else float(softmax_scale)
-    p.causal = 1 if causal else 0
-    p.q_row_stride, p.k_row_stride, p.v_row_stride = _row_stride(qa), _row_stride(ka), _row_stride(va)
-    p.k_rotated = _ptr(kra)
-    st = _stream_of(stream, [qa, ka, va, oa]) if be == Backend.CUDA else None
+        out = c.alloc("out", (s["total_q"], s["hq"], s["d"]), like="q",
+                      fill=None if _covered(c, "cu_seqlens_q", s["total_q"]) else 0)
+    if lse is None and return_lse:
+        lse = c.alloc("lse", (s["hq"], s["covered_q"]), kind=F32)
+    p = fill_struct(_lib.hope_attention_params_t(), backend=int(c.backend), dtype=int(c["q"].dtype),
+                    batch=s["nseq"] - 1, num_q_heads=s["hq"], num_kv_heads=s["hk"], head_dim=s["d"],
+                    max_seqlen_q=_max_len(c, "cu_seqlens_q", max_seqlen_q, "max_seqlen_q"),
+                    max_seqlen_k=_max_len(c, "cu_seqlens_k", max_seqlen_k, "max_seqlen_k"),
+                    softmax_scale=scale, causal=1 if causal else 0, q_row_stride=c.row_stride("q"),
+                    k_row_stride=c.row_stride("k"), v_row_stride=c.row_stride("v"),
+                    **{n: c.ptr(n) for n in ("cu_seqlens_q", "cu_seqlens_k", "q", "k", "v", "out", "lse", "cos_q",
+                                             "sin_q", "cos_k", "sin_k", "k_rotated")})
+    st = _call_stream(c, stream, "q", "k", "v", "out")
     if unfused:
-        if be != Backend.CUDA:
+        if c.backend != Backend.CUDA:
             raise ValueError("attention: unfused=True is the GPU reference path; it needs device arrays")
         size = ctypes.c_size_t(0)
-        check(lib.hope_attention_unfused_workspace_size(ctypes.byref(p), ctypes.byref(size)))
-        ws = empty_like_framework(qa, (max(int(size.value), 1),), "u1", "workspace")
-        wa = as_arr(ws, "workspace")
-        check(lib.hope_attention_forward_unfused(ctypes.byref(p), _ptr(wa), int(size.value), st))
+        check_status(lib.hope_attention_unfused_workspace_size(ctypes.byref(p), ctypes.byref(size)))
+        ws = c.alloc("workspace", (max(int(size.value), 1),), kind="u1")
+        check_status(lib.hope_attention_forward_unfused(ctypes.byref(p), c.ptr("workspace"), int(size.value), st))
+        del ws
     else:
-        check(lib.hope_attention_forward(ctypes.byref(p), st))
+        check_status(lib.hope_attention_forward(ctypes.byref(p), st))
     return (out, lse) if return_lse else out
 
 
@@ -650,59 +553,52 @@ def attention(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, *, causal: bool = F
 # Serving: merge, paged KV append, decode
 # ----------------------------------------------------------------------------------------------------------
 
+_MERGE = Signature("merge_states", (
+    arg("o_a", ("tokens", "heads", "d")),
+    arg("lse_a", ("heads", "tokens"), dtype=F32, convert=True),
+    arg("o_b", ("tokens", "heads", "d"), like="o_a"),
+    arg("lse_b", ("heads", "tokens"), dtype=F32, convert=True),
+    arg("out", ("tokens", "heads", "d"), like="o_a", role=OUT),
+    arg("lse_out", ("heads", "tokens"), dtype=F32, role=OUT),
+))
+
 
 def merge_states(o_a, lse_a, o_b, lse_b, out=None, lse_out=None, *, return_lse: bool = True, dtype=None,
                  stream=None, backend=None):
     """Merges two partial attention states over disjoint key sets. o_*: [tokens, heads, d]; lse_*: float32
-    [heads, tokens]. Returns (out, lse) (or out alone with return_lse=False)."""
-    hint = parse_dtype(dtype)
-    aa = _packed_rows(_float_input(o_a, "o_a", hint, 3), "o_a", 3)
-    ba = _packed_rows(_float_input(o_b, "o_b", hint, 3), "o_b", 3)
-    if aa.shape != ba.shape or aa.kind != ba.kind:
-        raise ValueError(f"o_a {aa.shape} and o_b {ba.shape} must match in shape and dtype")
-    dt = aa.dtype if hint is None else hint
-    tokens, heads, d = aa.shape
-    dev = aa.device
-
-    def lse_in(obj, name):
-        a = as_arr(obj, name) if dev else as_arr(np.ascontiguousarray(np.asarray(obj, np.float32)), name)
-        if a.shape != (heads, tokens) or a.kind != "f4" or not a.contiguous():
-            raise ValueError(f"{name}: expected packed float32 [{heads}, {tokens}], got {a.shape} {a.kind}")
-        return a
-
-    la, lb = lse_in(lse_a, "lse_a"), lse_in(lse_b, "lse_b")
+    [heads, tokens]. Returns (out, lse) (or out alone with return_lse=False). out may be o_a or o_b, lse_out
+    lse_a or lse_b (in place); any other overlap is refused."""
+    c = check(_MERGE, dict(o_a=o_a, lse_a=lse_a, o_b=o_b, lse_b=lse_b, out=out, lse_out=lse_out), dtype, backend)
+    s = c.sym
     if out is None:
-        out = empty_like_framework(aa, aa.shape, aa.kind, "out")
-    oa = as_arr(out, "out", hint=dt)
-    if oa.shape != aa.shape or oa.kind != aa.kind or not oa.contiguous():
-        raise ValueError("out: expected a packed array like o_a")
-    loa = None
-    if return_lse or lse_out is not None:
-        if lse_out is None:
-            lse_out = empty_like_framework(aa, (heads, tokens), "f4", "lse_out")
-        loa = lse_in(lse_out, "lse_out") if dev else as_arr(lse_out, "lse_out")
-        if loa.shape != (heads, tokens) or loa.kind != "f4":
-            raise ValueError(f"lse_out: expected float32 [{heads}, {tokens}]")
-    be = _backend_for(backend, [aa, ba, la, lb, oa, loa], "merge_states")
-    p = _lib.hope_merge_params_t()
-    p.backend, p.dtype, p.num_tokens, p.num_heads, p.head_dim = int(be), int(dt), tokens, heads, d
-    p.o_a, p.o_b, p.lse_a, p.lse_b, p.out, p.lse_out = _ptr(aa), _ptr(ba), _ptr(la), _ptr(lb), _ptr(oa), _ptr(loa)
-    st = _stream_of(stream, [aa, ba, oa]) if be == Backend.CUDA else None
-    check(lib.hope_merge_states(ctypes.byref(p), st))
+        out = c.alloc("out", c["o_a"].shape, like="o_a")
+    if lse_out is None and return_lse:
+        lse_out = c.alloc("lse_out", (s["heads"], s["tokens"]), kind=F32)
+    p = fill_struct(_lib.hope_merge_params_t(), backend=int(c.backend), dtype=int(c["o_a"].dtype),
+                    num_tokens=s["tokens"], num_heads=s["heads"], head_dim=s["d"],
+                    **{n: c.ptr(n) for n in ("o_a", "o_b", "lse_a", "lse_b", "out", "lse_out")})
+    check_status(lib.hope_merge_states(ctypes.byref(p), _call_stream(c, stream, "o_a", "o_b", "out")))
     return (out, lse_out) if return_lse else out
 
 
-def _paged(k_pages, v_pages, hint) -> tuple:
-    kp = as_arr(k_pages, "k_pages", hint=hint)
-    vp = as_arr(v_pages, "v_pages", hint=hint)
-    if kp.ndim != 4 or vp.shape != kp.shape or vp.kind != kp.kind or not kp.contiguous() or not vp.contiguous():
-        raise ValueError(f"k_pages {kp.shape} and v_pages {vp.shape}: expected packed "
-                         "[num_pages, page_size, num_kv_heads, head_dim] of one dtype")
-    c = _lib.hope_paged_kv_t()
-    c.dtype = int(kp.dtype if hint is None else hint)
-    c.num_pages, c.page_size, c.num_kv_heads, c.head_dim = kp.shape
-    c.k_pages, c.v_pages = _ptr(kp), _ptr(vp)
-    return c, kp, vp
+def _cache(c) -> _lib.hope_paged_kv_t:
+    s = c.sym
+    return fill_struct(_lib.hope_paged_kv_t(), dtype=int(c["k_pages"].dtype), num_pages=s["num_pages"],
+                       page_size=s["page_size"], num_kv_heads=s["hk"], head_dim=s["d"], k_pages=c.ptr("k_pages"),
+                       v_pages=c.ptr("v_pages"))
+
+
+_PAGES = ("num_pages", "page_size", "hk", "d")  # [num_pages, page_size, num_kv_heads, head_dim]
+
+_KV_APPEND = Signature("kv_append", (
+    arg("k_pages", _PAGES, role=INOUT),
+    arg("v_pages", _PAGES, like="k_pages", role=INOUT),
+    arg("k", ("tokens", "hk", "d"), like="k_pages", layout=ROWS),
+    arg("v", ("tokens", "hk", "d"), like="k_pages", layout=ROWS),
+    arg("slot_mapping", ("tokens",), dtype=I64, convert=True, upload=True),
+    arg("cos_k", (">=tokens", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("sin_k", (">=tokens", "d // 2"), dtype=F32, optional=True, convert=True),
+), together=(("cos_k", "sin_k"),))
 
 
 def kv_append(k_pages, v_pages, k, v, slot_mapping, cos_k=None, sin_k=None, *, dtype=None, stream=None,
@@ -710,32 +606,51 @@ def kv_append(k_pages, v_pages, k, v, slot_mapping, cos_k=None, sin_k=None, *, d
     """Rotates new keys (when cos_k/sin_k are given) and writes keys and values into their paged-cache slots.
     k_pages, v_pages: [num_pages, page_size, Hk, d]; k, v: [tokens, Hk, d]; slot_mapping: int64 [tokens]
     (negative: skip). Writes the pages in place and returns (k_pages, v_pages)."""
-    hint = parse_dtype(dtype)
-    cache, kp, vp = _paged(k_pages, v_pages, hint)
-    ka = _packed_rows(_float_input(k, "k", hint, 3), "k", 2)
-    va = _packed_rows(_float_input(v, "v", hint, 3), "v", 2)
-    tokens = ka.shape[0]
-    if va.shape[0] != tokens:
-        raise ValueError(f"k has {tokens} tokens and v {va.shape[0]}")
-    dev = kp.device
-    if dev:
-        sm = slot_mapping if is_device_array(slot_mapping) else to_device_like(
-            kp, np.ascontiguousarray(np.asarray(slot_mapping, np.int64)), "slot_mapping")
-        sa = as_arr(sm, "slot_mapping")
-    else:
-        sa = as_arr(np.ascontiguousarray(np.asarray(slot_mapping, dtype=np.int64).reshape(-1)), "slot_mapping")
-    if sa.kind != "i8" or sa.size != tokens:
-        raise ValueError(f"slot_mapping: expected int64 [{tokens}]")
-    half = cache.head_dim // 2
-    ca, sna = _table(cos_k, "cos_k", tokens, half, dev), _table(sin_k, "sin_k", tokens, half, dev)
-    be = _backend_for(backend, [kp, vp, ka, va, sa, ca, sna], "kv_append")
-    p = _lib.hope_kv_append_params_t()
-    p.backend, p.cache, p.num_tokens = int(be), cache, tokens
-    p.k, p.v, p.k_row_stride, p.v_row_stride = _ptr(ka), _ptr(va), _row_stride(ka), _row_stride(va)
-    p.slot_mapping, p.cos_k, p.sin_k = _ptr(sa), _ptr(ca), _ptr(sna)
-    st = _stream_of(stream, [kp, ka, va]) if be == Backend.CUDA else None
-    check(lib.hope_kv_append(ctypes.byref(p), st))
+    c = check(_KV_APPEND, dict(k_pages=k_pages, v_pages=v_pages, k=k, v=v, slot_mapping=slot_mapping, cos_k=cos_k,
+                               sin_k=sin_k), dtype, backend)
+    # the CPU backend checks slots itself; on the device, slots given on the host are checked here (device ones
+    # are not read back: the caller's promise, as in the C API)
+    if c.device and c.host.get("slot_mapping") is not None:
+        slots = c.host["slot_mapping"]
+        num_slots = c.sym["num_pages"] * c.sym["page_size"]
+        if slots.size and int(slots.max()) >= num_slots:
+            raise ValueError(f"slot_mapping: slot {int(slots.max())} is past the cache's {num_slots} slots")
+    p = fill_struct(_lib.hope_kv_append_params_t(), backend=int(c.backend), cache=_cache(c),
+                    num_tokens=c.sym["tokens"], k=c.ptr("k"), v=c.ptr("v"), k_row_stride=c.row_stride("k"),
+                    v_row_stride=c.row_stride("v"), slot_mapping=c.ptr("slot_mapping"), cos_k=c.ptr("cos_k"),
+                    sin_k=c.ptr("sin_k"))
+    check_status(lib.hope_kv_append(ctypes.byref(p), _call_stream(c, stream, "k_pages", "k", "v")))
     return k_pages, v_pages
+
+
+_DECODE = Signature("decode", (
+    arg("k_pages", _PAGES),
+    arg("v_pages", _PAGES, like="k_pages"),
+    arg("q", ("total_q", "hq", "d"), like="k_pages", layout=ROWS),
+    arg("cu_seqlens_q", ("nseq",), dtype=I32, convert=True, upload=True, cumulative="total_q", end="covered_q"),
+    arg("seq_lens", ("nseq - 1",), dtype=I32, convert=True, upload=True, readback=True),
+    arg("page_table", (">=nseq - 1", "max_pages"), dtype=I32, convert=True, upload=True),
+    arg("cos_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("sin_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("out", ("total_q", "hq", "d"), like="q", role=OUT),
+    arg("lse", ("hq", "covered_q"), dtype=F32, role=OUT),
+), together=(("cos_q", "sin_q"),))
+
+
+def _check_pages_on_device(c):
+    """What the CPU backend checks itself but a device call cannot (its arrays live on the GPU), as far as the
+    values are known on the host: seq_lens fit the page table, and every page a sequence uses is a page of the
+    cache (a page table given on the device is not read back: it stays the caller's promise, as in the C API)."""
+    lens, table = c.host.get("seq_lens"), c.host.get("page_table")
+    if lens is None:
+        return  # device arrays of a framework that cannot be read back: the caller's promise
+    ps, num_pages, max_pages = c.sym["page_size"], c.sym["num_pages"], c.sym["max_pages"]
+    for b, n in enumerate(lens.tolist()):
+        if n < 0 or n > max_pages * ps:
+            raise ValueError(f"seq_lens[{b}]: {n} is outside [0, {max_pages * ps}] (max_pages_per_seq * page_size)")
+        used = table[b, : (n + ps - 1) // ps] if table is not None else np.zeros(0)
+        if used.size and (used.min() < 0 or used.max() >= num_pages):
+            raise ValueError(f"page_table[{b}]: a page id outside [0, {num_pages})")
 
 
 def decode(q, k_pages, v_pages, cu_seqlens_q, seq_lens, page_table, *, cos_q=None, sin_q=None,
@@ -744,72 +659,36 @@ def decode(q, k_pages, v_pages, cu_seqlens_q, seq_lens, page_table, *, cos_q=Non
            lse=None, dtype=None, stream=None, backend=None):
     """Attention of 1..8 new query tokens per sequence over its pages (decode / speculative decoding).
     q [total_q, Hq, d]; cu_seqlens_q [batch + 1] and seq_lens [batch] int32; page_table int32
-    [batch, max_pages_per_seq]. The workspace is allocated here. Returns out (and lse with return_lse)."""
-    hint = parse_dtype(dtype)
-    cache, kp, vp = _paged(k_pages, v_pages, hint)
-    qa = _packed_rows(_float_input(q, "q", hint, 3), "q", 2)
-    dt = qa.dtype if hint is None else hint
-    total_q, hq, d = qa.shape
-    dev = qa.device
-    cqa, cq_host = _cu_seqlens(cu_seqlens_q, "cu_seqlens_q", total_q, qa, dev)
-    batch = cqa.size - 1
-    if dev and not is_device_array(seq_lens):
-        sl_host = np.ascontiguousarray(np.asarray(seq_lens, np.int32).reshape(-1))
-        sla = as_arr(to_device_like(qa, sl_host, "seq_lens"), "seq_lens")
-    elif dev:
-        sla, sl_host = as_arr(seq_lens, "seq_lens"), host_int_array(seq_lens, "seq_lens", np.int32)
-    else:
-        sl_host = np.ascontiguousarray(np.asarray(seq_lens, np.int32).reshape(-1))
-        sla = as_arr(sl_host, "seq_lens")
-    if dev and not is_device_array(page_table):
-        pta = as_arr(to_device_like(qa, np.ascontiguousarray(np.asarray(page_table, np.int32)), "page_table"),
-                     "page_table")
-    elif dev:
-        pta = as_arr(page_table, "page_table")
-    else:
-        pta = as_arr(np.ascontiguousarray(np.asarray(page_table, np.int32)), "page_table")
-    if pta.ndim == 1:
-        pta.shape, pta.strides = (1, pta.shape[0]), (pta.shape[0], 1)
-    if pta.kind != "i4" or pta.ndim != 2 or not pta.contiguous():
-        raise ValueError("page_table: expected packed int32 [batch, max_pages_per_seq]")
-    if sla.kind != "i4" or sla.size != batch:
-        raise ValueError(f"seq_lens: expected int32 [{batch}]")
-    half = d // 2
-    ca, sa = _table(cos_q, "cos_q", total_q, half, dev), _table(sin_q, "sin_q", total_q, half, dev)
+    [batch, max_pages_per_seq]. The workspace is allocated here. Returns out (and lse [Hq, cu_seqlens_q[-1]]
+    with return_lse); rows of q past cu_seqlens_q[-1] get out = 0 in an out allocated here."""
+    scale = 0.0 if softmax_scale is None else real(softmax_scale, "softmax_scale")
+    c = check(_DECODE, dict(q=q, k_pages=k_pages, v_pages=v_pages, cu_seqlens_q=cu_seqlens_q, seq_lens=seq_lens,
+                            page_table=page_table, cos_q=cos_q, sin_q=sin_q, out=out, lse=lse), dtype, backend)
+    s = c.sym
+    if c.device:
+        _check_pages_on_device(c)
+    covered = _covered(c, "cu_seqlens_q", s["total_q"])
     if out is None:
-        out = empty_like_framework(qa, (total_q, hq, d), qa.kind, "out")
-    oa = as_arr(out, "out", hint=dt)
-    if oa.shape != (total_q, hq, d) or oa.kind != qa.kind or not oa.contiguous():
-        raise ValueError(f"out: expected packed [{total_q}, {hq}, {d}] in the dtype of q")
-    la = None
-    if return_lse or lse is not None:
-        if lse is None:
-            lse = empty_like_framework(qa, (hq, total_q), "f4", "lse")
-        la = as_arr(lse, "lse")
-    be = _backend_for(backend, [qa, kp, vp, cqa, sla, pta, ca, sa, oa, la], "decode")
-    p = _lib.hope_decode_params_t()
-    p.backend, p.cache, p.batch, p.num_q_heads = int(be), cache, batch, hq
-    p.cu_seqlens_q = _ptr(cqa)
-    p.max_seqlen_q = _max_len(cq_host, max_seqlen_q, "max_seqlen_q")
-    p.seq_lens = _ptr(sla)
+        out = c.alloc("out", (s["total_q"], s["hq"], s["d"]), like="q", fill=None if covered else 0)
+    if lse is None and return_lse:
+        lse = c.alloc("lse", (s["hq"], s["covered_q"]), kind=F32)
     if max_seqlen_k is None:
-        if sl_host is None:
+        lens = c.host.get("seq_lens")
+        if lens is None:
             raise ValueError("max_seqlen_k: pass it (seq_lens live on the device)")
-        max_seqlen_k = int(sl_host.max()) if sl_host.size else 0
-    p.max_seqlen_k = int(max_seqlen_k)
-    p.page_table, p.max_pages_per_seq = _ptr(pta), int(pta.shape[1])
-    p.q, p.q_row_stride, p.out, p.lse = _ptr(qa), _row_stride(qa), _ptr(oa), _ptr(la)
-    p.cos_q, p.sin_q = _ptr(ca), _ptr(sa)
-    p.softmax_scale = 0.0 if softmax_scale is None else float(softmax_scale)
-    p.causal, p.num_splits = 1 if causal else 0, int(num_splits)
+        max_seqlen_k = int(lens.max()) if lens.size else 0
+    p = fill_struct(_lib.hope_decode_params_t(), backend=int(c.backend), cache=_cache(c), batch=s["nseq"] - 1,
+                    num_q_heads=s["hq"], max_seqlen_q=_max_len(c, "cu_seqlens_q", max_seqlen_q, "max_seqlen_q"),
+                    max_seqlen_k=max_seqlen_k, max_pages_per_seq=s["max_pages"], q_row_stride=c.row_stride("q"),
+                    softmax_scale=scale, causal=1 if causal else 0, num_splits=num_splits,
+                    **{n: c.ptr(n) for n in ("cu_seqlens_q", "seq_lens", "page_table", "q", "out", "lse", "cos_q",
+                                             "sin_q")})
     size = ctypes.c_size_t(0)
-    check(lib.hope_decode_workspace_size(ctypes.byref(p), ctypes.byref(size)))
-    ws, wa = None, None
-    if size.value:
-        ws = empty_like_framework(qa, (int(size.value),), "u1", "workspace")
-        wa = as_arr(ws, "workspace")
-    st = _stream_of(stream, [qa, kp, oa]) if be == Backend.CUDA else None
-    check(lib.hope_decode_forward(ctypes.byref(p), _ptr(wa), int(size.value), st))
+    check_status(lib.hope_decode_workspace_size(ctypes.byref(p), ctypes.byref(size)))
+    ws = c.alloc("workspace", (int(size.value),), kind="u1") if size.value else None
+    st = _call_stream(c, stream, "q", "k_pages", "out")
+    check_status(lib.hope_decode_forward(ctypes.byref(p), c.ptr("workspace") if ws is not None else None,
+                                         int(size.value), st))
     del ws
     return (out, lse) if return_lse else out
 

@@ -14,8 +14,8 @@ from hope_attn import _lib
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 HEADER = os.path.join(ROOT, "include", "hope_attn.h")
 
-STRUCTS = ["hope_segment_t", "hope_scale_params_t", "hope_rope_config_t", "hope_rope_apply_params_t",
-           "hope_attention_params_t", "hope_paged_kv_t", "hope_kv_append_params_t", "hope_decode_params_t",
+STRUCTS = ["hope_segment_t", "hope_positions_params_t", "hope_scale_params_t", "hope_rope_config_t",
+           "hope_rope_apply_params_t", "hope_attention_params_t", "hope_paged_kv_t", "hope_kv_append_params_t", "hope_decode_params_t",
            "hope_merge_params_t"]
 
 

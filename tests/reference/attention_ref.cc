@@ -88,6 +88,11 @@ void merge_states(int64_t tokens, int heads, int head_dim, const std::vector<dou
     for (int h = 0; h < heads; ++h) {
       const double la = lse_a[static_cast<size_t>(h * tokens + t)], lb = lse_b[static_cast<size_t>(h * tokens + t)];
       const bool a_empty = la == kNegInf, b_empty = lb == kNegInf;
+      if (std::isnan(la) || std::isnan(lb) || la == -kNegInf || lb == -kNegInf) {  // no softmax state: NaN
+        (*lse)[static_cast<size_t>(h * tokens + t)] = std::nan("");
+        for (int c = 0; c < head_dim; ++c) (*out)[static_cast<size_t>((t * heads + h) * head_dim + c)] = std::nan("");
+        continue;
+      }
       if (a_empty && b_empty) continue;  // out 0, lse -inf
       double wa, wb, l;
       if (b_empty) {

@@ -68,6 +68,45 @@ Positions build_positions(const std::vector<hope_segment_t> &segments, hope_layo
   return out;
 }
 
+double timed_frame_offset(int64_t f, float g, float r) {
+  // Each float32 product is the exact product (exact in double: 24 + 24 bits) rounded once to float32, which is
+  // what an IEEE float32 multiply returns; the frame index is first converted to float32 as torch promotes the
+  // int64 arange. Truncation toward zero is what .long() does.
+  const float ff = static_cast<float>(static_cast<double>(f));
+  const float fg = static_cast<float>(static_cast<double>(ff) * static_cast<double>(g));
+  const float fgr = static_cast<float>(static_cast<double>(fg) * static_cast<double>(r));
+  return std::trunc(static_cast<double>(fgr));
+}
+
+Positions build_positions_timed(const std::vector<hope_segment_t> &segments, const std::vector<float> &seconds_per_grid,
+                                float tokens_per_second, double start) {
+  Positions out;
+  double text_pos = start;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const hope_segment_t &seg = segments[i];
+    if (!is_vision(seg)) {
+      for (int32_t j = 0; j < seg.length; ++j) push(&out, text_pos + j, text_pos + j, text_pos + j);
+      text_pos += seg.length;
+      continue;
+    }
+    // A block as in plain M-RoPE, except that frame f sits at the truncated time offset; the next text starts
+    // one past the largest value any row of the block took.
+    const float g = seg.kind == HOPE_SEGMENT_VIDEO ? seconds_per_grid[i] : 0.0f;
+    const double base = text_pos;
+    double largest = -std::numeric_limits<double>::infinity();
+    for (int f = 0; f < seg.grid_t; ++f)
+      for (int y = 0; y < seg.grid_h; ++y)
+        for (int x = 0; x < seg.grid_w; ++x) {
+          const double t = base + timed_frame_offset(f, g, tokens_per_second), h = base + y, w = base + x;
+          push(&out, t, h, w);
+          largest = std::max({largest, t, h, w});
+        }
+    text_pos = largest + 1.0;
+  }
+  out.next_position = text_pos;
+  return out;
+}
+
 uint64_t splitmix64_next(uint64_t *state) {
   *state += UINT64_C(0x9E3779B97F4A7C15);
   uint64_t z = *state;

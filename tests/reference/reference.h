@@ -17,22 +17,34 @@ struct Positions {
 };
 Positions build_positions(const std::vector<hope_segment_t> &segments, hope_layout_t layout,
                           double default_temporal_scale, double start);
+// §8 timed M-RoPE (Qwen2.5-VL): seconds_per_grid parallel to segments (read for videos only).
+Positions build_positions_timed(const std::vector<hope_segment_t> &segments, const std::vector<float> &seconds_per_grid,
+                                float tokens_per_second, double start);
+// §8: the t offset of frame f, trunc(float32(float32(f * g) * r)), as PyTorch computes it in float32.
+double timed_frame_offset(int64_t f, float g, float r);
 
 // ---- §2 scale selection -------------------------------------------------------------------------------
 uint64_t splitmix64_next(uint64_t *state);  // the documented generator
 // Scale chosen per vision segment (index aligned with `segments`; text entries are 0).
 std::vector<double> select_scales(const hope_scale_params_t &params, const std::vector<hope_segment_t> &segments);
 
-// ---- §3 frequencies -----------------------------------------------------------------------------------
-// c(i) for i < head_dim/2 as HOPE_COMPONENT_{T,H,W,NONE}.
+// ---- §3 frequencies (with §8's rotary dimension and model-exact frequencies) ---------------------------
+// The rotary dimension of a config (rotary_dim, or head_dim when it is 0).
+int rotary_dim(const hope_rope_config_t &config);
+// c(i) for i < rotary_dim/2 as HOPE_COMPONENT_{T,H,W,NONE}.
 std::vector<int> components(const hope_rope_config_t &config);
-// cos/sin [n][head_dim/2] in double from positions [3][n] (float, as the library takes them).
+// inv_i for i < rotary_dim/2: theta^(-2i/r) in long double, or (model_exact_freqs) the float32 value
+// 1 / float32(float32(theta) ** float32(2i/r)).
+std::vector<long double> inv_freq(const hope_rope_config_t &config);
+// cos/sin [n][rotary_dim/2] in double from positions [3][n] (float, as the library takes them).
 void cos_sin(const hope_rope_config_t &config, const float *positions, int64_t n, std::vector<double> *cos_out,
              std::vector<double> *sin_out);
 
-// ---- §4 rotation: x [tokens][heads][d] (row stride heads*d), cos/sin [tokens][d/2] --------------------
+// ---- §4 rotation: x [tokens][heads][d] (row stride heads*d), cos/sin [tokens][rotary_dim/2] ------------
+// §8: pairing HOPE_PAIRING_ROTATE_HALF or _INTERLEAVED; rotary_dim 0 means head_dim; dims past it pass through.
 std::vector<double> rotate(const std::vector<double> &x, int64_t tokens, int heads, int head_dim,
-                           const std::vector<double> &cos, const std::vector<double> &sin);
+                           const std::vector<double> &cos, const std::vector<double> &sin, int pairing = 0,
+                           int rotary_dim = 0);
 
 // ---- §5 attention on q, k (already rotated), v packed [tokens][heads][d] ------------------------------
 struct AttentionProblem {
@@ -46,6 +58,7 @@ void attention(const AttentionProblem &p, const std::vector<double> &q, const st
                const std::vector<double> &v, std::vector<double> *out, std::vector<double> *lse);
 
 // ---- state merging: o [tokens][heads][d], lse [heads][tokens] ------------------------------------------
+// A -inf side contributes nothing (both: out 0, lse -inf); a NaN or +inf lse on either side gives NaN out and lse.
 void merge_states(int64_t tokens, int heads, int head_dim, const std::vector<double> &o_a,
                   const std::vector<double> &lse_a, const std::vector<double> &o_b,
                   const std::vector<double> &lse_b, std::vector<double> *out, std::vector<double> *lse);

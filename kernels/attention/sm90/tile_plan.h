@@ -11,7 +11,12 @@
 #include <climits>
 #include <cstdint>
 
-#include <cuda_runtime.h>  // __host__ __device__ (empty for a host compiler)
+// Host and device under nvcc; plain host functions for any other compiler (the host test builds without CUDA).
+#ifdef __CUDACC__
+#define HOPE_TILE_FN __host__ __device__ inline
+#else
+#define HOPE_TILE_FN inline
+#endif
 
 namespace hope {
 namespace sm90 {
@@ -23,7 +28,7 @@ struct TilePlan {
 };
 
 template <int BLOCK_M, int BLOCK_N>
-__host__ __device__ inline TilePlan plan_tile(int q_len, int k_len, int m0, bool causal) {
+HOPE_TILE_FN TilePlan plan_tile(int q_len, int k_len, int m0, bool causal) {
   TilePlan t;
   t.q_row0 = m0 + BLOCK_M > q_len ? q_len - BLOCK_M : m0;
   // Keys the tile's last row (q_row0 + BLOCK_M - 1) sees: all, or under the bottom-right causal mask those
@@ -51,20 +56,20 @@ struct KeyTile {
   int n0, row0;
 };
 template <int BLOCK_N>
-__host__ __device__ inline KeyTile key_tile(int n_blocks, int k_len, int i) {
+HOPE_TILE_FN KeyTile key_tile(int n_blocks, int k_len, int i) {
   const int n0 = (n_blocks - 1 - i) * BLOCK_N;
   return {n0, n0 + BLOCK_N > k_len ? k_len - BLOCK_N : n0};
 }
 
 // The largest key index query row `q_token` may see (saturated to [-1, INT_MAX]; INT_MAX without the mask).
-__host__ __device__ inline int causal_limit(int q_token, int64_t shift, bool causal) {
+HOPE_TILE_FN int causal_limit(int q_token, int64_t shift, bool causal) {
   if (!causal) return INT_MAX;
   const int64_t l = q_token + shift;
   return static_cast<int>(l > INT_MAX ? INT_MAX : l < -1 ? -1 : l);
 }
 
 // Whether key `key` (held in shared memory by a tile of logical start n0) is masked for a row with `limit`.
-__host__ __device__ inline bool key_masked(int key, int n0, int limit) { return key < n0 || key > limit; }
+HOPE_TILE_FN bool key_masked(int key, int n0, int limit) { return key < n0 || key > limit; }
 
 }  // namespace sm90
 }  // namespace hope

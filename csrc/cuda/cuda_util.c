@@ -1,4 +1,5 @@
-/* cuda_util.c — device discovery and CUDA error mapping for the host side. */
+/* cuda_util.c — device discovery and CUDA error mapping for the host side (CUDA builds; csrc/no_cuda.c stands in
+ * for this file in a build without CUDA). */
 #include <pthread.h>
 
 #include <cuda_runtime_api.h>
@@ -16,12 +17,9 @@ static void probe_devices(void) {
   if (g_device_error != cudaSuccess) (void)cudaGetLastError(); /* clear the sticky-free error state */
 }
 
-hope_status_t hope_cuda_device_count(int32_t *count) {
-  HOPEI_NVTX_SCOPE(HOPEI_RANGE_CUDA_DEVICE_COUNT);
-  HOPEI_CHECK_NOT_NULL("hope_cuda_device_count", count);
+int hopei_cuda_device_count(void) {
   pthread_once(&g_device_once, probe_devices);
-  *count = g_device_count;
-  return HOPE_SUCCESS;
+  return g_device_count;
 }
 
 hope_status_t hopei_require_device(const char *fn) {

@@ -1,0 +1,193 @@
+/* cpu/kernels_avx512bf16.c — BF16 mode on AVX512_BF16: `vdpbf16ps` multiplies pairs of bfloat16 values
+ * exactly and adds both products into a float32 lane, twice the float32 FMA rate.
+ *
+ * Q.K^T: the K panel holds, per pair of head_dim columns, 16 keys x 2 values in one vector; a tile of up to
+ * 12 rows x 32 keys (24 accumulators) broadcasts one (q[2c], q[2c+1]) pair per row.
+ * P.V: the V panel holds, per pair of keys, each column's two values side by side; a tile of up to 6 rows x 64
+ * columns broadcasts one (p[2n], p[2n+1]) pair per row.
+ * P is rounded to bfloat16 for P.V (as a tensor-core FlashAttention does); its row sum, and so the lse, is
+ * taken in float32 before the rounding. Packers for bfloat16 pages (the decode hot path) are
+ * vector code: a 16 x 16 transpose for K, vpermt2w interleaving for V. Everything float32 comes from
+ * kernels_avx512.c. */
+#include "kernels_x86.h"
+
+#if HOPEI_X86_KERNELS
+#include <string.h>
+
+#define QK_MR 12
+#define PV_MR 6
+
+HOPEI_T512BF16 HOPEI_INLINE __m512bh as_bh(__m512i x) { return (__m512bh)x; }
+
+HOPEI_T512BF16 HOPEI_INLINE __m512i bcast_pair(const uint16_t *p) {
+  int32_t w;
+  memcpy(&w, p, sizeof w);
+  return _mm512_set1_epi32(w);
+}
+
+HOPEI_T512BF16 HOPEI_INLINE void qk_tile(const int MR, const int NV, const uint16_t *q, int64_t q_ld,
+                                         const uint16_t *k, int dp, float *s, int64_t s_ld) {
+  __m512 acc[QK_MR][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const uint16_t *k1 = k + (int64_t)HOPEI_KEY_CHUNK * dp;
+  for (int c = 0; c < dp; c += 2) {
+    const __m512i b0 = _mm512_loadu_si512(k + c * HOPEI_KEY_CHUNK);
+    const __m512i b1 = NV > 1 ? _mm512_loadu_si512(k1 + c * HOPEI_KEY_CHUNK) : b0;
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+      const __m512i a = bcast_pair(q + r * q_ld + c);
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], as_bh(a), as_bh(b0));
+      if (NV > 1) acc[r][1] = _mm512_dpbf16_ps(acc[r][1], as_bh(a), as_bh(b1));
+    }
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; ++r) {
+    _mm512_storeu_ps(s + r * s_ld, acc[r][0]);
+    if (NV > 1) _mm512_storeu_ps(s + r * s_ld + 16, acc[r][1]);
+  }
+}
+
+#define QK_CASE(MR)                                          \
+  case MR:                                                   \
+    if (nv == 2) qk_tile(MR, 2, qq, q_ld, kk, dp, ss, s_ld); \
+    else qk_tile(MR, 1, qq, q_ld, kk, dp, ss, s_ld);         \
+    break;
+
+HOPEI_T512BF16 static void qk_bf16(const uint16_t *q, int64_t q_ld, int rows, const uint16_t *k, int keys, int dp,
+                                   float *s, int64_t s_ld) {
+  for (int r0 = 0; r0 < rows; r0 += QK_MR) {
+    const int mr = rows - r0 < QK_MR ? rows - r0 : QK_MR;
+    for (int j = 0; j < keys; j += 2 * HOPEI_KEY_CHUNK) {
+      const int nv = keys - j >= 2 * HOPEI_KEY_CHUNK ? 2 : 1;
+      const uint16_t *qq = q + r0 * q_ld, *kk = k + (int64_t)j * dp;
+      float *ss = s + r0 * s_ld + j;
+      switch (mr) {
+        QK_CASE(1) QK_CASE(2) QK_CASE(3) QK_CASE(4) QK_CASE(5) QK_CASE(6)
+        QK_CASE(7) QK_CASE(8) QK_CASE(9) QK_CASE(10) QK_CASE(11) QK_CASE(12)
+        default: break;
+      }
+    }
+  }
+}
+
+/* O[MR][16 NC] += P[MR][keys] . V, V panel rows (key pairs) 2 dp values apart. */
+HOPEI_T512BF16 HOPEI_INLINE void pv_tile(const int MR, const int NC, const uint16_t *p, int64_t p_ld,
+                                         const uint16_t *v, int keys, int dp, float *o, int64_t o_ld) {
+  __m512 acc[PV_MR][4];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NC; ++j) acc[r][j] = _mm512_loadu_ps(o + r * o_ld + 16 * j);
+  for (int n = 0; n < keys; n += 2) {
+    const uint16_t *vr = v + (int64_t)n * dp; /* key pair n/2: 2 dp values */
+    __m512i b[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NC; ++j) b[j] = _mm512_loadu_si512(vr + 32 * j);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m512i a = bcast_pair(p + r * p_ld + n);
+#pragma GCC unroll 4
+      for (int j = 0; j < NC; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], as_bh(a), as_bh(b[j]));
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NC; ++j) _mm512_storeu_ps(o + r * o_ld + 16 * j, acc[r][j]);
+}
+
+#define PV_CASE(MR)                                                  \
+  case MR:                                                           \
+    if (nc == 4) pv_tile(MR, 4, pp, p_ld, vv, keys, dp, oo, o_ld);   \
+    else pv_tile(MR, 2, pp, p_ld, vv, keys, dp, oo, o_ld);           \
+    break;
+
+HOPEI_T512BF16 static void pv_bf16(const uint16_t *p, int64_t p_ld, int rows, const uint16_t *v, int keys, int dp,
+                                   float *o, int64_t o_ld) {
+  for (int r0 = 0; r0 < rows; r0 += PV_MR) {
+    const int mr = rows - r0 < PV_MR ? rows - r0 : PV_MR;
+    for (int c0 = 0; c0 < dp; c0 += 64) {
+      const int nc = dp - c0 >= 64 ? 4 : 2; /* dp is a multiple of 32 */
+      const uint16_t *pp = p + r0 * p_ld, *vv = v + 2 * c0;
+      float *oo = o + r0 * o_ld + c0;
+      switch (mr) {
+        PV_CASE(1) PV_CASE(2) PV_CASE(3) PV_CASE(4) PV_CASE(5) PV_CASE(6)
+        default: break;
+      }
+    }
+  }
+}
+
+HOPEI_T512BF16 static float exp_bf16(const float *x, uint16_t *p, int n, int n_pad, float mul, float sub) {
+  const __m512 vm = _mm512_set1_ps(mul), vs = _mm512_set1_ps(sub);
+  __m512 sum = _mm512_setzero_ps();
+  for (int i = 0; i < n_pad; i += 16) {
+    const int valid = n - i;
+    const __mmask16 k = valid >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (valid > 0 ? valid : 0)) - 1u);
+    const __m512 e = _mm512_maskz_mov_ps(k, hopei_exp2_512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, x + i), vm, vs)));
+    const __m256i h = (__m256i)_mm512_cvtneps_pbh(e);
+    _mm256_storeu_si256((__m256i *)(p + i), h);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+/* Up to 32 bfloat16 values of a row from column c0 (zeros past d, or for a missing row). */
+HOPEI_T512BF16 HOPEI_INLINE __m512i load32(const uint16_t *row, int c0, int d) {
+  if (row == NULL || c0 >= d) return _mm512_setzero_si512();
+  const int valid = d - c0;
+  const __mmask32 k = valid >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << valid) - 1u);
+  return _mm512_maskz_loadu_epi16(k, row + c0);
+}
+
+HOPEI_T512BF16 static void pack_k_bf16(const void *const *rows, int n, int d, int dp, uint16_t *dst) {
+  for (int c0 = 0; c0 < dp; c0 += 32) { /* 16 pairs of columns at a time */
+    __m512i t[16];
+    for (int i = 0; i < 16; ++i) t[i] = load32(i < n ? (const uint16_t *)rows[i] : NULL, c0, d);
+    hopei_transpose16x16_epi32(t); /* t[j]: pair c0/2 + j of the 16 keys */
+    for (int j = 0; j < 16; ++j) _mm512_storeu_si512(dst + (int64_t)(c0 / 2 + j) * 32, t[j]);
+  }
+}
+
+HOPEI_T512BF16 static void pack_v_bf16(const void *const *rows, int n, int d, int dp, uint16_t *dst) {
+  /* lo: columns 0..15 of a and b interleaved; hi: columns 16..31 */
+  const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
+                                      37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+  for (int m = 0; m < 8; ++m) {
+    const uint16_t *a = 2 * m < n ? (const uint16_t *)rows[2 * m] : NULL;
+    const uint16_t *b = 2 * m + 1 < n ? (const uint16_t *)rows[2 * m + 1] : NULL;
+    uint16_t *o = dst + (int64_t)m * 2 * dp;
+    for (int c0 = 0; c0 < dp; c0 += 32) {
+      const __m512i va = load32(a, c0, d), vb = load32(b, c0, d);
+      _mm512_storeu_si512(o + 2 * c0, _mm512_permutex2var_epi16(va, lo, vb));
+      _mm512_storeu_si512(o + 2 * c0 + 32, _mm512_permutex2var_epi16(va, hi, vb));
+    }
+  }
+}
+
+static const hopei_cpu_kernels_t kAvx512Bf16 = {
+    .name = "avx512bf16",
+    .isa = HOPEI_ISA_AVX512BF16,
+    .qk_f32 = hopei_avx512_qk_f32,
+    .pv_f32 = hopei_avx512_pv_f32,
+    .qk_bf16 = qk_bf16,
+    .pv_bf16 = pv_bf16,
+    .row_max = hopei_avx512_row_max,
+    .exp_f32 = hopei_avx512_exp_f32,
+    .exp_bf16 = exp_bf16,
+    .scale = hopei_avx512_scale,
+    .pack_k_f32 = hopei_avx512_pack_k_f32,
+    .pack_v_f32 = hopei_avx512_pack_v_f32,
+    .pack_k_bf16 = pack_k_bf16,
+    .pack_v_bf16 = pack_v_bf16,
+};
+
+const hopei_cpu_kernels_t *hopei_cpu_kernels_avx512bf16(void) { return &kAvx512Bf16; }
+
+#else
+
+const hopei_cpu_kernels_t *hopei_cpu_kernels_avx512bf16(void) { return NULL; }
+
+#endif

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# scripts/emulated-gpu.sh — every GPU test suite on the emulated GPU, on a machine without a GPU.
+#
+#   scripts/emulated-gpu.sh            # build build-emu/ (and build-emu-asan/), run the suite, print a summary
+#
+# 1. configures build-emu/ with -DHOPE_EMULATED_DEVICE=ON: the CUDA kernels compiled by the host C++
+#    compiler and run by emulator/ (one fiber per CUDA thread, PTX wrappers emulated, an emulated CUDA
+#    runtime and cuBLAS), and builds it;
+# 2. runs the emulated suite — every GoogleTest case of tests/*_gpu.cc (and the GPU half of the concurrency
+#    and no-device tests), the PTX known-answer tests (tests/kat/ptx_kat.cu), the emulator's own hazard tests
+#    (tests/kat/emu_hazards.cu), decode_loop and the demo on the CUDA backend — once per thread schedule:
+#    lockstep, forward (warp-serial), reverse (warp-serial reversed) and random (seeded);
+# 3. builds build-emu-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer on the emulator, the library and
+#    the tests: global memory is ASan-checked host memory, in-flight cp.async bytes are ASan-poisoned) and
+#    runs the suite once more under one schedule.
+# Prints one "N passed, M failed" line per run and a total; exits non-zero if anything failed.
+#
+# Environment: HOPE_EMU_SCHEDULES (default "lockstep forward reverse random"), HOPE_EMU_ASAN_SCHEDULE
+# (default random; "none" skips the ASan run), HOPE_EMU_SEED (random schedule, default 1),
+# HOPE_EMU_QUICK (1 by default: the suites' HOPE_TEST_QUICK sizes, which keep every shape class but drop the
+# longest sequences; 0 runs the full sizes), HOPE_EMU_BUILD_DIR / HOPE_EMU_ASAN_BUILD_DIR, HOPE_EMU_FILTER
+# (a ctest -R regex replacing the default selection).
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo" || exit 2
+set -e
+source scripts/setup.sh
+set +e
+
+# The emulated build needs the CUDA toolkit's headers (not nvcc, not a GPU).
+if ! { command -v nvcc > /dev/null || [ -f /usr/local/cuda/include/cuda_runtime_api.h ] ||
+       [ -f /usr/include/cuda_runtime_api.h ]; }; then
+  echo "emulated-gpu.sh: no CUDA toolkit headers on this machine: the emulated GPU is skipped"
+  exit 0
+fi
+
+build=${HOPE_EMU_BUILD_DIR:-$repo/build-emu}
+asan_build=${HOPE_EMU_ASAN_BUILD_DIR:-$repo/build-emu-asan}
+schedules=${HOPE_EMU_SCHEDULES:-lockstep forward reverse random}
+asan_schedule=${HOPE_EMU_ASAN_SCHEDULE:-random}
+quick=${HOPE_EMU_QUICK:-1}
+jobs=$(nproc 2> /dev/null || echo 2)
+# The emulated suite: GPU test suites, the known-answer and emulator tests, and the programs.
+filter=${HOPE_EMU_FILTER:-'Gpu|NoDevice|PtxKat|Emu(Hazards|Runtime|Math)|EmulatedGpu\.|Examples\.DecodeLoopRuns'}
+
+launcher=()
+if command -v ccache > /dev/null; then
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
+
+configure() { # configure DIR [extra cmake args...]
+  local dir=$1; shift
+  mkdir -p "$dir"
+  cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DHOPE_EMULATED_DEVICE=ON -DHOPE_BUILD_TESTS=ON \
+    -DHOPE_BUILD_EXAMPLES=ON -DHOPE_BUILD_BENCHMARKS=OFF "${launcher[@]+"${launcher[@]}"}" "$@" \
+    > "$dir/configure.log" 2>&1 || { cat "$dir/configure.log" >&2; return 1; }
+  cmake --build "$dir" -j"$jobs" > "$dir/build.log" 2>&1 || { tail -50 "$dir/build.log" >&2; return 1; }
+}
+
+declare -a run_names=() run_results=()
+total_pass=0 total_fail=0 total_skip=0 failed=0
+
+run_suite() { # run_suite NAME BUILD_DIR SCHEDULE [env...]
+  local name=$1 dir=$2 schedule=$3; shift 3
+  local log=$dir/emulated-$schedule.log t0=$SECONDS
+  echo
+  echo "==== emulated GPU: $name (schedule $schedule${HOPE_EMU_SEED:+, seed $HOPE_EMU_SEED})"
+  env HOPE_EMU_SCHEDULE="$schedule" HOPE_TEST_QUICK="$quick" "$@" \
+    ctest --test-dir "$dir" -R "$filter" -j"$jobs" --timeout 1200 --output-on-failure > "$log" 2>&1
+  local total failed_n skipped
+  total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
+  failed_n=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
+  skipped=$(grep -c '(Skipped)$' "$log")
+  total=${total:-0} failed_n=${failed_n:-0}
+  if [ "$total" = 0 ]; then
+    echo "no test ran (see $log)"
+    tail -20 "$log"
+    failed_n=1
+  fi
+  local passed=$((total - failed_n - skipped))
+  grep -E '^\s+[0-9]+/[0-9]+ Test' "$log" | grep -v 'Passed' | head -40
+  if [ "$failed_n" != 0 ]; then
+    sed -n '/The following tests FAILED/,$p' "$log" | head -60
+    failed=1
+  fi
+  echo "$name: $passed passed, $failed_n failed, $skipped skipped ($((SECONDS - t0)) s)"
+  run_names+=("$name")
+  run_results+=("$passed passed, $failed_n failed, $skipped skipped ($((SECONDS - t0)) s)")
+  total_pass=$((total_pass + passed))
+  total_fail=$((total_fail + failed_n))
+  total_skip=$((total_skip + skipped))
+}
+
+t_build=$SECONDS
+echo "==== emulated GPU: building $build"
+if ! configure "$build"; then
+  echo "emulated-gpu.sh: the emulated build failed"
+  exit 1
+fi
+echo "built in $((SECONDS - t_build)) s"
+for s in $schedules; do run_suite "$s" "$build" "$s"; done
+
+if [ "$asan_schedule" != none ]; then
+  t_build=$SECONDS
+  echo
+  echo "==== emulated GPU: building $asan_build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+  if configure "$asan_build" -DHOPE_SANITIZE=address,undefined; then
+    echo "built in $((SECONDS - t_build)) s"
+    # Leaks are checked; huge allocations return NULL (the tests' out-of-memory cases), fibers switch stacks.
+    run_suite "asan+ubsan $asan_schedule" "$asan_build" "$asan_schedule" \
+      ASAN_OPTIONS="allocator_may_return_null=1:detect_stack_use_after_return=0:${ASAN_OPTIONS:-}" \
+      UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+  else
+    echo "emulated-gpu.sh: the ASan build failed"
+    run_names+=("asan+ubsan build")
+    run_results+=("FAILED")
+    failed=1
+  fi
+fi
+
+echo
+echo "==== emulated GPU summary (HOPE_TEST_QUICK=$quick)"
+for i in "${!run_names[@]}"; do printf '  %-22s %s\n' "${run_names[$i]}" "${run_results[$i]}"; done
+echo "emulated GPU total: $total_pass passed, $total_fail failed, $total_skip skipped"
+exit $failed
