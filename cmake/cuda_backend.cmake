@@ -96,7 +96,7 @@ elseif(NOT _hope_with_cuda STREQUAL "OFF")
 endif()
 set(HOPE_SM90_ENABLED OFF)
 if(HOPE_SM90 AND HOPE_CUDA_MODE STREQUAL "EMULATED")
-  set(HOPE_SM90_ENABLED OFF)  # the emulated GPU does not know the sm90 instructions yet
+  set(HOPE_SM90_ENABLED ON)
 elseif(HOPE_SM90 AND HOPE_CUDA_MODE STREQUAL "CUDA")
   if(CMAKE_CUDA_COMPILER_VERSION VERSION_LESS 12.0)
     message(WARNING "hope_attn: CUDA ${CMAKE_CUDA_COMPILER_VERSION} cannot compile sm_90a; the sm90 kernels are left out")

@@ -12,7 +12,8 @@
 //   * wgmma (§9.7.15): fence, commit_group, wait_group, m64nNk16 with both operands in shared memory (SS) or
 //     A in registers (RS), float32 accumulators, float16 / bfloat16 inputs, and the shared-memory matrix
 //     descriptors (§9.7.15.5.1.2) of the 128-byte swizzle mode the kernel uses.
-// Written for this library from the PTX ISA; no CUTLASS/CuTe dependency.
+// Written for this library from the PTX ISA; no CUTLASS/CuTe dependency. Under HOPE_EMULATED_DEVICE each wrapper
+// calls the emulated instruction instead (emulator/src/ptx_sm90.cc), with the kernel's line (HOPE_EMU_SITE_PARAM).
 //
 // Accumulators are always passed as arrays by reference: wgmma_* writes them asynchronously, and they are
 // defined again only after the wgmma_wait<> that retires their group. wgmma_wait<> and wgmma_fence_operands
@@ -30,13 +31,14 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda.h>  // CUtensorMap and its enums only: types, no libcuda symbol is referenced
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "common/cp_async.cuh"  // smem_addr
+#include "common/cp_async.cuh"  // smem_addr, HOPE_EMU_SITE_PARAM
 
 namespace hope {
 namespace sm90 {
@@ -97,25 +99,44 @@ __host__ __device__ constexpr uint32_t sw128_offset(int row, int col) {
 }
 
 // ---- mbarrier ------------------------------------------------------------------------------------------------
-__device__ __forceinline__ void mbarrier_init(uint64_t *bar, uint32_t arrive_count) {
+__device__ __forceinline__ void mbarrier_init(uint64_t *bar, uint32_t arrive_count HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::mbarrier_init(smem_addr(bar, site_), arrive_count, site_);
+#else
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(arrive_count) : "memory");
+#endif
 }
 // Makes the initialisations above visible to the other threads and to the async proxy (TMA complete_tx);
-// follow it with a CTA barrier before any thread uses the mbarriers.
+// follow it with a CTA barrier before any thread uses the mbarriers. (The emulated mbarriers are visible at
+// once: nothing to do.)
 __device__ __forceinline__ void mbarrier_init_fence() {
+#ifndef HOPE_EMULATED_DEVICE
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
 }
-__device__ __forceinline__ void mbarrier_arrive(uint64_t *bar) {
+__device__ __forceinline__ void mbarrier_arrive(uint64_t *bar HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::mbarrier_arrive(smem_addr(bar, site_), 0, site_);
+#else
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+#endif
 }
 // Arrives and raises the phase's expected transaction count by `bytes` (the TMA copies that follow complete it).
-__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t *bar, uint32_t bytes HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::mbarrier_arrive(smem_addr(bar, site_), bytes, site_);
+#else
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
                : "memory");
+#endif
 }
 // True when the phase with parity `parity` has completed (a fresh barrier is in phase 0, so parity 1 — "the
-// phase before" — counts as complete: that is how a producer's first wait on an empty slot passes).
-__device__ __forceinline__ bool mbarrier_try_wait(uint64_t *bar, uint32_t parity) {
+// phase before" — counts as complete: that is how a producer's first wait on an empty slot passes). May return
+// false before that (the instruction gives up after a time limit): callers loop.
+__device__ __forceinline__ bool mbarrier_try_wait(uint64_t *bar, uint32_t parity HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  return ::hope::emu::mbarrier_try_wait_parity(smem_addr(bar, site_), parity, site_);
+#else
   uint32_t done;
   asm volatile(
       "{\n"
@@ -127,55 +148,90 @@ __device__ __forceinline__ bool mbarrier_try_wait(uint64_t *bar, uint32_t parity
       : "r"(smem_addr(bar)), "r"(parity)
       : "memory");
   return done != 0;
+#endif
 }
 // Blocks until the phase with parity `parity` of `bar` has completed (acquire: the data that phase guarded,
 // TMA writes included, is visible afterwards).
-__device__ __forceinline__ void mbarrier_wait(uint64_t *bar, uint32_t parity) {
+__device__ __forceinline__ void mbarrier_wait(uint64_t *bar, uint32_t parity HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  while (!mbarrier_try_wait(bar, parity, site_)) {
+  }
+#else
   while (!mbarrier_try_wait(bar, parity)) {
   }
+#endif
 }
 
 // ---- TMA -----------------------------------------------------------------------------------------------------
-__device__ __forceinline__ void tma_prefetch_descriptor(const TmaDescriptor *desc) {
+__device__ __forceinline__ void tma_prefetch_descriptor(const TmaDescriptor *desc HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::tma_prefetch_map(desc, site_);
+#else
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(desc)) : "memory");
+#endif
 }
 // Copies the box at tensor coordinates (c0, c1, c2) (innermost first; out-of-range elements, negative
 // coordinates included, are zero-filled) into shared memory at `dst`, and completes the box's byte count on
 // `bar` (whose phase must expect it: mbarrier_arrive_expect_tx).
 __device__ __forceinline__ void tma_load_3d(void *dst, const TmaDescriptor *desc, uint64_t *bar, int c0, int c1,
-                                            int c2) {
+                                            int c2 HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  const int32_t coords[3] = {c0, c1, c2};
+  ::hope::emu::tma_load_tile(smem_addr(dst, site_), desc, smem_addr(bar, site_), coords, 3, site_);
+#else
   asm volatile(
       "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
       "[%2];\n" ::"r"(smem_addr(dst)),
       "l"(reinterpret_cast<uint64_t>(desc)), "r"(smem_addr(bar)), "r"(c0), "r"(c1), "r"(c2)
       : "memory");
+#endif
 }
 
 // ---- proxy fence: generic-proxy shared-memory writes by this thread become visible to the async proxy
 // (wgmma operand reads, TMA) once a barrier orders them; every writing thread executes it before that barrier.
-__device__ __forceinline__ void fence_proxy_async_smem() {
+__device__ __forceinline__ void fence_proxy_async_smem(HOPE_EMU_SITE_PARAM_FIRST) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::fence_proxy_async_shared(site_);
+#else
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
 }
 
 // ---- named barriers (id 0 is __syncthreads'; `threads` is a multiple of 32 and counts every participant) ----
-__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
+__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::named_barrier(id, threads, true, site_);
+#else
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+#endif
 }
-__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t threads) {
+__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t threads HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::named_barrier(id, threads, false, site_);
+#else
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+#endif
 }
 
 // ---- setmaxnreg: every warp of the warpgroup executes the same one (the kernel needs a register cap at
 // entry: __launch_bounds__(threads, 1)). ---------------------------------------------------------------------
 template <int REGS>
-__device__ __forceinline__ void setmaxnreg_inc() {
+__device__ __forceinline__ void setmaxnreg_inc(HOPE_EMU_SITE_PARAM_FIRST) {
   static_assert(REGS % 8 == 0 && REGS >= 24 && REGS <= 256, "setmaxnreg range");
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::setmaxnreg(REGS, true, site_);
+#else
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGS));
+#endif
 }
 template <int REGS>
-__device__ __forceinline__ void setmaxnreg_dec() {
+__device__ __forceinline__ void setmaxnreg_dec(HOPE_EMU_SITE_PARAM_FIRST) {
   static_assert(REGS % 8 == 0 && REGS >= 24 && REGS <= 256, "setmaxnreg range");
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::setmaxnreg(REGS, false, site_);
+#else
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGS));
+#endif
 }
 
 // ---- wgmma shared-memory matrix descriptor (§9.7.15.5.1.2.2): start address >> 4 in bits 0-13, leading
@@ -183,10 +239,24 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // aligned), swizzle mode in 62-63 (1 = 128-byte). For 128-byte swizzled layouts: K-major — LBO unused (1),
 // SBO = byte distance between 8-row groups; MN-major — LBO = byte distance between 64-element column
 // blocks, SBO = byte distance between 8-row (k) groups. ------------------------------------------------------
-__device__ __forceinline__ uint64_t smem_desc_sw128(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+enum class SmemSwizzle : uint32_t { kNone = 0, k128B = 1, k64B = 2, k32B = 3 };  // the descriptor's bits 62-63
+__device__ __forceinline__ uint64_t smem_desc(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes,
+                                              SmemSwizzle mode HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  const uint32_t addr = smem_addr(smem, site_);
+#else
   const uint32_t addr = smem_addr(smem);
+#endif
   return static_cast<uint64_t>((addr & 0x3FFFFu) >> 4) | (static_cast<uint64_t>((lbo_bytes >> 4) & 0x3FFFu) << 16) |
-         (static_cast<uint64_t>((sbo_bytes >> 4) & 0x3FFFu) << 32) | (uint64_t{1} << 62);
+         (static_cast<uint64_t>((sbo_bytes >> 4) & 0x3FFFu) << 32) | (static_cast<uint64_t>(mode) << 62);
+}
+__device__ __forceinline__ uint64_t smem_desc_sw128(const void *smem, uint32_t lbo_bytes,
+                                                    uint32_t sbo_bytes HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  return smem_desc(smem, lbo_bytes, sbo_bytes, SmemSwizzle::k128B, site_);
+#else
+  return smem_desc(smem, lbo_bytes, sbo_bytes, SmemSwizzle::k128B);
+#endif
 }
 // The same descriptor moved `bytes` (a multiple of 16) further into shared memory: only the start field changes
 // (no carry: shared addresses stay below 2^18).
@@ -195,15 +265,24 @@ __device__ __forceinline__ uint64_t smem_desc_advance(uint64_t desc, uint32_t by
 // ---- wgmma synchronisation -------------------------------------------------------------------------------------
 // Keeps the compiler from moving accesses to these registers (accumulators, A fragments) across the asm
 // statements around them.
+// (Emulated: the registers are memory the emulator reads and writes through pointers: nothing to pin.)
 template <int N>
 __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
+#ifndef HOPE_EMULATED_DEVICE
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#else
+  (void)d;
+#endif
 }
 template <int N>
 __device__ __forceinline__ void wgmma_fence_operands(uint32_t (&a)[N]) {
+#ifndef HOPE_EMULATED_DEVICE
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(a[i])::"memory");
+#else
+  (void)a;
+#endif
 }
 template <int M, int N>
 __device__ __forceinline__ void wgmma_fence_operands(uint32_t (&a)[M][N]) {
@@ -212,14 +291,38 @@ __device__ __forceinline__ void wgmma_fence_operands(uint32_t (&a)[M][N]) {
 }
 // wgmma.fence: orders this warpgroup's earlier register and shared-memory accesses before the wgmma that follow
 // (needed before the first wgmma and whenever accumulators or A fragments were written in between).
-__device__ __forceinline__ void wgmma_arrive() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_arrive(HOPE_EMU_SITE_PARAM_FIRST) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::wgmma_fence(site_);
+#else
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit(HOPE_EMU_SITE_PARAM_FIRST) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::wgmma_commit_group(site_);
+#else
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
 // Waits until at most PENDING of this warpgroup's committed wgmma groups are in flight; the accumulators passed
 // (those of the retired groups) may be read afterwards.
-template <int PENDING, typename... Acc>
-__device__ __forceinline__ void wgmma_wait(Acc &...acc) {
+template <int PENDING>
+__device__ __forceinline__ void wgmma_wait(HOPE_EMU_SITE_PARAM_FIRST) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::wgmma_wait_group(PENDING, site_);
+#else
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
-  (wgmma_fence_operands(acc), ...);
+#endif
+}
+template <int PENDING, typename Acc>
+__device__ __forceinline__ void wgmma_wait(Acc &acc HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  wgmma_wait<PENDING>(site_);
+#else
+  wgmma_wait<PENDING>();
+#endif
+  wgmma_fence_operands(acc);
 }
 
 // ---- wgmma.mma_async m64nNk16, float32 accumulators ------------------------------------------------------------
@@ -227,6 +330,7 @@ __device__ __forceinline__ void wgmma_wait(Acc &...acc) {
 // RS: A from registers, B from shared memory N-major (imm-trans-b = 1).
 // scale_d == 0: D = A B (the old accumulator is ignored); otherwise D += A B.
 // Accumulator operand lists: eight registers of P[0..7] at a time, P an array (or a pointer into one).
+#ifndef HOPE_EMULATED_DEVICE
 #define HOPE_WGMMA_F8(P) \
   "+f"((P)[0]), "+f"((P)[1]), "+f"((P)[2]), "+f"((P)[3]), "+f"((P)[4]), "+f"((P)[5]), "+f"((P)[6]), "+f"((P)[7])
 #define HOPE_WGMMA_F32(P) HOPE_WGMMA_F8(P), HOPE_WGMMA_F8((P) + 8), HOPE_WGMMA_F8((P) + 16), HOPE_WGMMA_F8((P) + 24)
@@ -284,16 +388,33 @@ HOPE_WGMMA_DEFINE(256, 128, __nv_bfloat16, "bf16", "m64n256k16", 128, 129, 130, 
 #undef HOPE_WGMMA_D128_OPERANDS
 #undef HOPE_WGMMA_F32
 #undef HOPE_WGMMA_F8
+#endif  // !HOPE_EMULATED_DEVICE
+
+#ifdef HOPE_EMULATED_DEVICE
+template <typename T>
+constexpr ::hope::emu::MmaType kEmuMmaType = std::is_same<T, __half>::value ? ::hope::emu::kMmaF16
+                                                                            : ::hope::emu::kMmaBF16;
+#endif
 
 // D (64 x N) (+)= A (64 x 16, K-major, shared) * B (16 x N, K-major, shared).
 template <int N, typename T>
-__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b,
+                                         int scale_d HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::wgmma_mma_async(d, N, kEmuMmaType<T>, nullptr, desc_a, desc_b, scale_d, 0, 0, site_);
+#else
   Wgmma<N, T>::ss(d, desc_a, desc_b, scale_d);
+#endif
 }
 // D (64 x N) (+)= A (64 x 16, registers) * B (16 x N, N-major, shared).
 template <int N, typename T>
-__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
+__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b,
+                                         int scale_d HOPE_EMU_SITE_PARAM) {
+#ifdef HOPE_EMULATED_DEVICE
+  ::hope::emu::wgmma_mma_async(d, N, kEmuMmaType<T>, a, 0, desc_b, scale_d, 0, 1, site_);
+#else
   Wgmma<N, T>::rs(d, a, desc_b, scale_d);
+#endif
 }
 
 }  // namespace sm90
