@@ -43,6 +43,8 @@ struct FusedCase {
   float scale = 0.f;               // <= 0: 1/sqrt(d)
   bool fused_qkv = false;          // q, k, v are column slices of one [tokens][(Hq + 2 Hk) d] buffer
   bool with_lse = true;
+  int pairing = 0;                 // SPEC §8: HOPE_PAIRING_ROTATE_HALF or HOPE_PAIRING_INTERLEAVED
+  int rotary_dim = 0;              // 0: head_dim
 };
 
 struct Problem {
@@ -58,15 +60,16 @@ struct Problem {
   std::vector<double> ref_krot;  // rotated keys (float64, not yet rounded), packed [total_k][Hk][d]
 };
 
-// cos/sin [tokens][d/2] from the reference frequency map at random integer positions in [100000, 400000]
-// on each of the rows t, h, w.
-void make_cos_sin(int kind, int head_dim, int64_t tokens, std::mt19937_64 &rng, std::vector<float> *c,
-                  std::vector<float> *s) {
-  const int half = head_dim / 2;
+// cos/sin [tokens][rot/2] (rot: the rotary dimension, head_dim by default) from the reference frequency map at
+// random integer positions in [100000, 400000] on each of the rows t, h, w.
+void make_cos_sin(int kind, int head_dim, int rotary_dim, int64_t tokens, std::mt19937_64 &rng,
+                  std::vector<float> *c, std::vector<float> *s) {
+  const int half = (rotary_dim != 0 ? rotary_dim : head_dim) / 2;
   hope_rope_config_t cfg{};
   std::memset(&cfg, 0, sizeof(cfg));
   cfg.kind = kind;
   cfg.head_dim = head_dim;
+  cfg.rotary_dim = rotary_dim;
   cfg.sections[0] = half / 4;
   cfg.sections[1] = (half - half / 4) / 2;
   cfg.sections[2] = half - cfg.sections[0] - cfg.sections[1];
@@ -110,12 +113,12 @@ void build(const FusedCase &c, uint64_t seed, Problem *pr) {
     v = pr->v.values();
   }
   if (c.rotate) {
-    make_cos_sin(c.rope_kind, d, pr->total_q, rng, &pr->cos_q, &pr->sin_q);
-    make_cos_sin(c.rope_kind, d, pr->total_k, rng, &pr->cos_k, &pr->sin_k);
+    make_cos_sin(c.rope_kind, d, c.rotary_dim, pr->total_q, rng, &pr->cos_q, &pr->sin_q);
+    make_cos_sin(c.rope_kind, d, c.rotary_dim, pr->total_k, rng, &pr->cos_k, &pr->sin_k);
     const std::vector<double> cq(pr->cos_q.begin(), pr->cos_q.end()), sq(pr->sin_q.begin(), pr->sin_q.end());
     const std::vector<double> ck(pr->cos_k.begin(), pr->cos_k.end()), sk(pr->sin_k.begin(), pr->sin_k.end());
-    q = hope_ref::rotate(q, pr->total_q, c.hq, d, cq, sq);
-    k = hope_ref::rotate(k, pr->total_k, c.hk, d, ck, sk);
+    q = hope_ref::rotate(q, pr->total_q, c.hq, d, cq, sq, c.pairing, c.rotary_dim);
+    k = hope_ref::rotate(k, pr->total_k, c.hk, d, ck, sk, c.pairing, c.rotary_dim);
   }
   pr->ref_krot = k;
   // SPEC §4: inside a float16/bfloat16 attention the rotated q and k are rounded to the dtype.
@@ -205,6 +208,8 @@ hope_attention_params_t make_params(const Problem &pr, const DevInputs &di, cons
   p.softmax_scale = c.scale;
   p.causal = c.causal ? 1 : 0;
   p.k_rotated = o.krot.get();
+  p.rope_pairing = c.pairing;
+  p.rotary_dim = c.rotary_dim;
   return p;
 }
 
@@ -384,6 +389,53 @@ INSTANTIATE_TEST_SUITE_P(Paths, AttentionFusedGpuKRotation,
                          [](const ::testing::TestParamInfo<KRotParam> &info) {
                            return dt(info.param.dtype) + "_d" + std::to_string(info.param.head_dim);
                          });
+
+// ---- SPEC §8: interleaved pairs and partial rotary dimensions, both K paths -----------------------------------
+struct RotaryParam {
+  int dtype, head_dim, pairing, rotary_dim;
+};
+class AttentionFusedGpuRotary : public hope_test::GpuTestWithParam<RotaryParam> {};
+
+// Dims past rotary_dim pass through; the pre-pass and the in-kernel rotation stay bit-identical, k_rotated
+// included. Shifted query and key tiles, a row without keys and GQA, as in the K-rotation cases.
+TEST_P(AttentionFusedGpuRotary, MatchesFloat64OnBothKPaths) {
+  const RotaryParam &rp = GetParam();
+  FusedCase c;
+  c.dtype = rp.dtype;
+  c.head_dim = rp.head_dim;
+  c.pairing = rp.pairing;
+  c.rotary_dim = rp.rotary_dim;
+  c.hq = 4;
+  c.hk = 2;
+  c.causal = true;
+  c.rope_kind = HOPE_ROPE_MROPE;
+  c.lens_q = {129, 1, 40};
+  c.lens_k = {200, 0, 40};
+  Problem pr;
+  ASSERT_NO_FATAL_FAILURE(build(c, 313u + rp.head_dim * 7 + rp.pairing * 3 + rp.rotary_dim, &pr));
+  Result prepass, inkernel;
+  ASSERT_NO_FATAL_FAILURE(run_fused(pr, true, nullptr, &prepass));
+  ASSERT_NO_FATAL_FAILURE(run_fused(pr, false, nullptr, &inkernel));
+  ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, prepass, "k_rotated pre-pass"));
+  ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, inkernel, "in-kernel K rotation"));
+  expect_krot_matches(pr, prepass);
+  expect_identical(prepass, inkernel, "pre-pass vs in-kernel K rotation");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Variants, AttentionFusedGpuRotary,
+    ::testing::Values(RotaryParam{HOPE_DTYPE_BFLOAT16, 64, HOPE_PAIRING_INTERLEAVED, 0},
+                      RotaryParam{HOPE_DTYPE_FLOAT16, 64, HOPE_PAIRING_ROTATE_HALF, 32},
+                      RotaryParam{HOPE_DTYPE_BFLOAT16, 128, HOPE_PAIRING_INTERLEAVED, 64},  // GLM-4.xV
+                      RotaryParam{HOPE_DTYPE_FLOAT16, 128, HOPE_PAIRING_ROTATE_HALF, 96},
+                      RotaryParam{HOPE_DTYPE_FLOAT16, 256, HOPE_PAIRING_INTERLEAVED, 112},
+                      RotaryParam{HOPE_DTYPE_BFLOAT16, 256, HOPE_PAIRING_ROTATE_HALF, 128}),
+    [](const ::testing::TestParamInfo<RotaryParam> &info) {
+      const RotaryParam &p = info.param;
+      return dt(p.dtype) + "_d" + std::to_string(p.head_dim) +
+             (p.pairing == HOPE_PAIRING_INTERLEAVED ? "_interleaved" : "_rotate_half") + "_rot" +
+             std::to_string(p.rotary_dim != 0 ? p.rotary_dim : p.head_dim);
+    });
 
 // ---- single cases ------------------------------------------------------------------------------------------
 class AttentionFusedGpu : public hope_test::GpuTest {};
@@ -679,6 +731,12 @@ TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
   p.head_dim = 32;
   EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
 
+  // SPEC §8: a rotary dimension that is not a multiple of 16 (the kernels rotate whole 16-byte chunks).
+  p = good;
+  p.rotary_dim = 24;
+  EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
+  EXPECT_NE(std::string(hope_last_error()).find("multiple of 16"), std::string::npos) << hope_last_error();
+
   // float32 goes to the CPU backend or the unfused path.
   p = good;
   p.dtype = HOPE_DTYPE_FLOAT32;
@@ -738,12 +796,15 @@ int device_cc_major() {
 
 // On a compute capability 9.x device both families run: each matches the float64 reference on the same inputs
 // (shifted tiles, GQA, causal rows without keys, several key tiles, both K-rotation paths), and so does the
-// planner's own choice (sm90 there).
+// planner's own choice (sm90 there; bit-identical to the forced sm90 run). HOPE_TEST_QUICK (the emulated GPU)
+// keeps one dtype per head_dim and leaves the planner's choice to KernelFamilyVariableIsChecked.
 TEST_F(AttentionFusedGpu, BothKernelFamiliesMatchFloat64OnHopper) {
   if (device_cc_major() != 9) GTEST_SKIP() << "needs a compute capability 9.x device (both families run there)";
   if (!hope_test::library_has_sm90()) GTEST_SKIP() << "the library was built without the sm90 family";
+  const bool quick = hope_test::quick_mode();
   for (int dtype : {HOPE_DTYPE_FLOAT16, HOPE_DTYPE_BFLOAT16})
     for (int d : {64, 128, 256}) {
+      if (quick && (d == 128) == (dtype == HOPE_DTYPE_FLOAT16)) continue;  // f16 d64, bf16 d128, f16 d256
       FusedCase c;
       c.dtype = dtype;
       c.head_dim = d;
@@ -754,12 +815,19 @@ TEST_F(AttentionFusedGpu, BothKernelFamiliesMatchFloat64OnHopper) {
       c.lens_k = {5, 129, 420, 300};
       Problem pr;
       ASSERT_NO_FATAL_FAILURE(build(c, 9090u + dtype * 3 + d, &pr));
+      Result sm90_inkernel;
       for (const char *family : {"sm80", "sm90", "auto"}) {
+        if (quick && std::string(family) == "auto") continue;
         ScopedFamily scope(family);
         const std::string who = std::string(family) + " " + dt(dtype) + " d" + std::to_string(d);
         Result inkernel, prepass;
         ASSERT_NO_FATAL_FAILURE(run_fused(pr, false, nullptr, &inkernel));
         ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, inkernel, who + ", K rotated in-kernel"));
+        if (std::string(family) == "sm90") sm90_inkernel = inkernel;
+        if (std::string(family) == "auto") {
+          expect_identical(inkernel, sm90_inkernel, who + ": the planner's choice is the sm90 family");
+          continue;
+        }
         ASSERT_NO_FATAL_FAILURE(run_fused(pr, true, nullptr, &prepass));
         ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, prepass, who + ", k_rotated pre-pass"));
         expect_krot_matches(pr, prepass);
@@ -785,12 +853,30 @@ TEST_F(AttentionFusedGpu, KernelFamilyVariableIsChecked) {
     EXPECT_NE(std::string(hope_last_error()).find("sm90"), std::string::npos) << hope_last_error();
   }
   ASSERT_NO_FATAL_FAILURE(expect_output_untouched(sc));
-  ScopedFamily scope("sm80");
+  Result r80;
+  {
+    ScopedFamily scope("sm80");
+    ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &r80));
+    ASSERT_NO_FATAL_FAILURE(expect_matches_reference(sc.pr, r80, "forced sm80"));
+  }
+  // The planner's own choice: sm90 on 9.x when built in, sm80 elsewhere (bit-identical to that family forced).
+  const bool hopper = device_cc_major() == 9 && hope_test::library_has_sm90();
+  Result forced = r80;
+  if (hopper) {
+    ScopedFamily scope("sm90");
+    ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &forced));
+    ASSERT_NO_FATAL_FAILURE(expect_matches_reference(sc.pr, forced, "forced sm90"));
+  }
+  ScopedFamily scope(nullptr);
   ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
   ASSERT_CUDA(cudaDeviceSynchronize());
-  Result r;
-  ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &r));
-  ASSERT_NO_FATAL_FAILURE(expect_matches_reference(sc.pr, r, "forced sm80"));
+  Result chosen;
+  ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &chosen));
+  expect_identical(chosen, forced, hopper ? "the planner chooses sm90 on 9.x" : "the planner chooses sm80");
 }
 
 }  // namespace

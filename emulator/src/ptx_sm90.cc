@@ -105,7 +105,7 @@ struct PendingMma {
   int scale_d = 1;
   bool rs = false;
   SmemOperand a_smem, b_smem;            // A (SS only) and B, as read at issue
-  std::vector<float> a, b;               // A [64][16], B [16][n]
+  std::vector<double> a, bt;             // A [64][16] and B transposed [n][16], exact in double
   std::array<const uint32_t *, kWarpgroup> a_ptr{};
   std::vector<uint32_t> a_regs;          // RS: the A registers at issue [member][4]
 };
@@ -456,8 +456,8 @@ void complete_mma_async(Cta &cta, Warpgroup &wg, int index, WgGather &g) {
   op.type = a0.type;
   op.scale_d = a0.scale_d;
   op.rs = a0.a_regs != nullptr;
-  op.a.assign(64 * 16, 0.f);
-  op.b.assign(static_cast<size_t>(16) * n, 0.f);
+  op.a.assign(64 * 16, 0.0);
+  op.bt.assign(static_cast<size_t>(16) * n, 0.0);
   if (!op.rs) {
     if (!read_operand(cta, reader, a0.desc_a, a0.trans_a != 0, 64, site, "A", &op.a_smem)) return;
     for (int m = 0; m < 64; ++m)
@@ -482,9 +482,7 @@ void complete_mma_async(Cta &cta, Warpgroup &wg, int index, WgGather &g) {
   }
   // B is K x N: K-major (trans-b 0) holds each n's 16 k contiguously; N-major (trans-b 1) each k's n.
   if (!read_operand(cta, reader, a0.desc_b, a0.trans_b != 0, n, site, "B", &op.b_smem)) return;
-  for (int nn = 0; nn < n; ++nn)
-    for (int k = 0; k < 16; ++k)
-      op.b[static_cast<size_t>(k) * n + nn] = to_float(op.b_smem.bits[static_cast<size_t>(nn) * 16 + k], op.type);
+  for (size_t i = 0; i < op.bt.size(); ++i) op.bt[i] = to_float(op.b_smem.bits[i], op.type);  // [n][k] as read
 
   // The accumulators: chained onto an in-flight array, or snapshotted and poisoned now.
   float *key = a0.d;
@@ -543,11 +541,10 @@ void retire(Cta &cta, Warpgroup &wg, PendingMma &op, Site wait_site) {
       int member, reg;
       d_slot(m, nn, &member, &reg);
       float &d = acc.value[static_cast<size_t>(member) * acc.nd + reg];
-      double s = op.scale_d != 0 ? static_cast<double>(d) : 0.0;
-      for (int k = 0; k < 16; ++k)
-        s += static_cast<double>(op.a[static_cast<size_t>(m) * 16 + k]) *
-             static_cast<double>(op.b[static_cast<size_t>(k) * n + nn]);
-      d = static_cast<float>(s);
+      const double *a = &op.a[static_cast<size_t>(m) * 16], *b = &op.bt[static_cast<size_t>(nn) * 16];
+      double s = 0.0;
+      for (int k = 0; k < 16; ++k) s += a[k] * b[k];
+      d = static_cast<float>(op.scale_d != 0 ? s + static_cast<double>(d) : s);
     }
   acc.in_flight--;
 }

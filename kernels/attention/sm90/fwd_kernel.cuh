@@ -89,34 +89,69 @@ __device__ __forceinline__ KeyTile key_tile(const TileCoords &tc, int i) {
 }
 
 // Rotates rows [r_lo, r_hi) of a landed 128-byte-swizzled tile (kColBlocks blocks of `block_bytes`) in place;
-// row r is token `token0 + r` of the cos/sin tables. THREADS threads, `tid` in [0, THREADS); each item is PAIRS
-// pairs (8: 16-byte accesses; 4: half the registers, for the register-starved producer warps). Every variant
-// computes each element exactly as the K pre-pass does (rope_pairs).
+// row r is token `token0 + r` of the cos/sin tables (rows of rot_half floats). SPEC §8: rotate-half pairs
+// (i, i + rot_half) or interleaved pairs (2i, 2i + 1) for i < rot_half; the dims past 2 rot_half pass through.
+// THREADS threads, `tid` in [0, THREADS); each item is PAIRS consecutive pairs (8: 16-byte accesses; 4: half the
+// registers, for the register-starved producer warps). rot_half is a multiple of 8 (the planner refuses other
+// rotary dims), so no item crosses a 16-byte unit boundary in a way the layout cannot hold. Every variant
+// computes each element exactly as the K pre-pass does (rope_pairs / rope_pairs_interleaved).
 template <typename Traits, int THREADS, int PAIRS>
 __device__ __forceinline__ void rotate_rows(unsigned char *tile, int block_bytes, int r_lo, int r_hi,
-                                            const float *cos, const float *sin, int64_t token0, int tid) {
+                                            const float *cos, const float *sin, int64_t token0, int tid,
+                                            int rot_half, bool interleaved) {
   using T = typename Traits::Element;
-  using Words = uint32_t[PAIRS / 2];
-  constexpr int H = Traits::kHalf;
-  constexpr int G = H / PAIRS;  // items per row
   static_assert(PAIRS == 4 || PAIRS == 8, "items are 8 or 16 bytes of each half");
+  // The element at column `col` of row r (col % 8 + PAIRS <= 8 for the items below: one 16-byte unit).
+  auto at = [&](int r, int col) { return tile + (col / 64) * block_bytes + sw128_offset(r, col % 64); };
   const bool aligned = ((reinterpret_cast<uintptr_t>(cos) | reinterpret_cast<uintptr_t>(sin)) & 15u) == 0;
-  const int items = (r_hi - r_lo) * G;
-  for (int idx = tid; idx < items; idx += THREADS) {
-    const int r = r_lo + idx / G;
-    const int e = (idx % G) * PAIRS;  // first pair: x[e..e+PAIRS-1] with x[e+H..e+H+PAIRS-1]
-    Words &lo = *reinterpret_cast<Words *>(tile + (e / 64) * block_bytes + sw128_offset(r, e % 64));
-    Words &hi = *reinterpret_cast<Words *>(tile + ((e + H) / 64) * block_bytes + sw128_offset(r, (e + H) % 64));
-    float cs[PAIRS], sn[PAIRS];
-    const int64_t off = (token0 + r) * H + e;
+  // Pairs [e, e + PAIRS) of row r: cos/sin from the row's table entries e ...
+  auto load_cs = [&](int r, int e, float (&cs)[PAIRS], float (&sn)[PAIRS]) {
+    const int64_t off = (token0 + r) * rot_half + e;
     load_floats_ro<PAIRS>(cs, cos + off, aligned);
     load_floats_ro<PAIRS>(sn, sin + off, aligned);
-    Words a, b;
+  };
+  // Rotate-half: x[e .. e + PAIRS) with x[e + H ..]; H = rot_half, a compile-time constant in the default case
+  // (rotary_dim == head_dim), so the item arithmetic folds.
+  auto rotate_half = [&](auto half) {
+    const int H = half;
+    const int per_row = H / PAIRS;
+    const int items = (r_hi - r_lo) * per_row;
+    for (int idx = tid; idx < items; idx += THREADS) {
+      const int r = r_lo + idx / per_row;
+      const int e = (idx % per_row) * PAIRS;
+      using Words = uint32_t[PAIRS / 2];
+      Words &lo = *reinterpret_cast<Words *>(at(r, e));
+      Words &hi = *reinterpret_cast<Words *>(at(r, e + H));
+      float cs[PAIRS], sn[PAIRS];
+      load_cs(r, e, cs, sn);
+      Words a, b;
 #pragma unroll
-    for (int w = 0; w < PAIRS / 2; ++w) a[w] = lo[w], b[w] = hi[w];
-    rope_pairs<T, PAIRS>(a, b, cs, sn);
+      for (int w = 0; w < PAIRS / 2; ++w) a[w] = lo[w], b[w] = hi[w];
+      rope_pairs<T, PAIRS>(a, b, cs, sn);
 #pragma unroll
-    for (int w = 0; w < PAIRS / 2; ++w) lo[w] = a[w], hi[w] = b[w];
+      for (int w = 0; w < PAIRS / 2; ++w) lo[w] = a[w], hi[w] = b[w];
+    }
+  };
+  if (!interleaved) {
+    if (rot_half == Traits::kHalf) rotate_half(std::integral_constant<int, Traits::kHalf>{});
+    else rotate_half(rot_half);
+    return;
+  }
+  // Interleaved: pairs [e, e + 4) are the 4 words of the 16-byte unit at column 2e (items of 4 pairs).
+  const int per_row = rot_half / 4;
+  const int items = (r_hi - r_lo) * per_row;
+  for (int idx = tid; idx < items; idx += THREADS) {
+    const int r = r_lo + idx / per_row;
+    const int e = (idx % per_row) * 4;
+    uint32_t(&words)[4] = *reinterpret_cast<uint32_t(*)[4]>(at(r, 2 * e));
+    float cs[4], sn[4];
+    const int64_t off = (token0 + r) * rot_half + e;
+    load_floats_ro<4>(cs, cos + off, aligned);
+    load_floats_ro<4>(sn, sin + off, aligned);
+    uint32_t w[4] = {words[0], words[1], words[2], words[3]};
+    rope_pairs_interleaved<T, 4>(w, cs, sn);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) words[j] = w[j];
   }
 }
 
@@ -166,7 +201,8 @@ __device__ __forceinline__ void rotate_k_stages(const AttnFwdParams &p, const Ti
     // Rows before n0 of a shifted tile are masked: no need to rotate them (they may lie before token 0).
     rotate_rows<Traits, Traits::kRotateThreads, 4>(smem + Traits::kOffK + stage * Traits::kKVBytes,
                                                 Traits::kKVBlockBytes, kt.n0 - kt.row0, Traits::kBlockN, p.cos_k,
-                                                p.sin_k, static_cast<int64_t>(tc.k_start) + kt.row0, tid);
+                                                p.sin_k, static_cast<int64_t>(tc.k_start) + kt.row0, tid, p.rot_half,
+                                                p.interleaved != 0);
     fence_proxy_async_smem();  // the consumers' wgmma (async proxy) read what this thread wrote
     mbarrier_arrive(&bars[Traits::kBarKReady + stage]);
   }
@@ -220,8 +256,8 @@ __device__ __forceinline__ void consume(const AttnFwdParams &p, const TileCoords
   if (p.cos_q != nullptr) {
     const int r_lo = max(cw * kRows, tc.m0 - tc.q_row0);
     rotate_rows<Traits, 128, 8>(smem + Traits::kOffQ, Traits::kQBlockBytes, r_lo, (cw + 1) * kRows, p.cos_q, p.sin_q,
-                             static_cast<int64_t>(tc.q_start) + tc.q_row0, wtid);
-    fence_proxy_async_smem();
+                                static_cast<int64_t>(tc.q_start) + tc.q_row0, wtid, p.rot_half, p.interleaved != 0);
+    fence_proxy_async_smem();  // wgmma reads the rotated Q rows through the async proxy
     named_barrier_sync(wg_bar, kWgThreads);
   }
 
