@@ -110,7 +110,7 @@ fi
 echo "built in $((SECONDS - t_build)) s"
 for s in $schedules; do run_suite "$s" "$build" "$s"; done
 if [ "$sm80_schedule" != none ]; then
-  FILTER=$sm80_filter run_suite "sm80 family (8.0 device) $sm80_schedule" "$build" "$sm80_schedule" HOPE_EMU_CC=80
+  FILTER=$sm80_filter run_suite "sm80 family $sm80_schedule" "$build" "$sm80_schedule" HOPE_EMU_CC=80
 fi
 
 if [ "$asan_schedule" != none ]; then

@@ -24,6 +24,7 @@
 #include "common/launch.cuh"
 #include "gpu_util.h"
 #include "hope_emu/control.h"
+#include "sm90_util.cuh"
 
 namespace {
 
@@ -261,16 +262,12 @@ TEST(EmuHazards, SharedMemoryOutOfBoundsIsAnError) {
 
 namespace sm90 = hope::sm90;
 
-__device__ __forceinline__ unsigned char *aligned_1024(unsigned char *raw) {
-  return raw + ((1024u - (hope::smem_addr(raw) & 1023u)) & 1023u);
-}
-
 // One warpgroup, D (64 x 16) = A (64 x 16) B^T from a zeroed 128B-swizzled tile (A: rows 0-63, B: rows 64-79).
 // variant 0: correct; 1: no fence.proxy.async after the generic writes; 2: no wgmma.fence; 3: an accumulator
 // written between commit and wait; 4: an accumulator read before the wait (reads NaN: no error); 5: no wait.
 __global__ void wgmma_hazard_kernel(float *out, int variant) {
   HOPE_DYNAMIC_SMEM(raw, unsigned char);
-  unsigned char *s = aligned_1024(raw);
+  unsigned char *s = hope_test::smem_aligned_1024(raw);
   const int tid = threadIdx.x;
   for (int i = tid; i < 80 * 128 / 16; i += 128) reinterpret_cast<uint4 *>(s)[i] = make_uint4(0, 0, 0, 0);
   if (variant != 1) sm90::fence_proxy_async_smem();
@@ -316,14 +313,10 @@ TEST(EmuHazardsSm90, WgmmaChecksItsFencesAndAccumulators) {
 // the wgmma that reads it is in flight.
 __global__ void tma_hazard_kernel(const __grid_constant__ sm90::TmaDescriptor map, float *out, int variant) {
   HOPE_DYNAMIC_SMEM(raw, unsigned char);
-  unsigned char *s = aligned_1024(raw);
+  unsigned char *s = hope_test::smem_aligned_1024(raw);
   uint64_t *bar = reinterpret_cast<uint64_t *>(s + 16 * 128);
   const int tid = threadIdx.x;
-  if (tid == 0) {
-    sm90::mbarrier_init(bar, 1);
-    sm90::mbarrier_init_fence();
-  }
-  __syncthreads();
+  hope_test::init_mbarrier_for_block(bar, 1);
   if (tid == 0) {
     sm90::mbarrier_arrive_expect_tx(bar, variant == 2 ? 1024 : 2048);
     sm90::tma_load_3d(s, &map, bar, 0, 0, 0);

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -32,6 +33,7 @@
 #include "attention/ptx_sm90.cuh"
 #include "common/launch.cuh"
 #include "gpu_util.h"
+#include "sm90_util.cuh"
 #include "test_util.h"
 
 namespace {
@@ -58,11 +60,6 @@ uint16_t bits16(bool bf16, float v) {
   return b;
 }
 
-// The dynamic shared memory, aligned up to 1024 bytes (launch with 1024 bytes of slack).
-__device__ __forceinline__ unsigned char *smem_1024(unsigned char *raw) {
-  return raw + ((1024u - (hope::smem_addr(raw) & 1023u)) & 1023u);
-}
-
 // D element (m, n) of m64nN in thread `member`'s register `reg`.
 void d_slot(int m, int n, int *member, int *reg) {
   *member = 32 * (m / 16) + 4 * (m % 8) + (n % 8) / 2;
@@ -85,64 +82,106 @@ class PtxKatSm90 : public hope_test::GpuTest {
   }
 };
 
-// ---- wgmma SS: A (64 x 32) and B (64 x 32), both K-major, 128B swizzle ----------------------------------------
+// ---- wgmma SS: A (64 x 32) and B (64 x 32), both K-major, in each swizzle mode ---------------------------------
 
-// One warpgroup. `image` holds the A tile (64 rows x 128 bytes, only k < 32 used) then the B tile (64 rows). It is
-// written to shared memory through the generic proxy, made visible to wgmma with fence.proxy.async, then
-// D = A[:, 0:16] B[:, 0:16]^T (scale-d 0) + A[:, 16:32] B[:, 16:32]^T (descriptors moved 32 bytes).
+// The K-major canonical layouts of the PTX ISA (§9.7.15.5.1.2, "Shared Memory Matrix Layout": the swizzle atoms
+// of 8 rows x S bytes, and the no-swizzle core matrices of 8 rows x 16 bytes), written here from the text, not
+// from the emulator: where 16-bit element (row, k) of a 64 x 32 operand lies, the descriptor's LBO and SBO, and
+// how far the second k16 step's descriptor moves. Each operand gets an 8192-byte, 1024-byte aligned region.
+struct KMajorLayout {
+  sm90::SmemSwizzle mode;
+  const char *name;
+  uint32_t lbo, sbo, k_step;  // bytes
+};
+const KMajorLayout kKMajorLayouts[] = {
+    // no swizzle: core matrix (row / 8, k / 8) at (row / 8) * SBO + (k / 8) * LBO, its rows 16 bytes apart
+    {sm90::SmemSwizzle::kNone, "none", 128, 512, 256},
+    // 32B: rows of 32 bytes (one k16 step each); the second step's 64 rows are a separate 2048-byte block
+    {sm90::SmemSwizzle::k32B, "32B", 1, 256, 2048},
+    // 64B and 128B: rows of 64 / 128 bytes hold both steps; the second step starts 32 bytes into the row
+    {sm90::SmemSwizzle::k64B, "64B", 1, 512, 32},
+    {sm90::SmemSwizzle::k128B, "128B", 1, 1024, 32},
+};
+
+// Byte offset of element (row, k) from its operand's 1024-byte aligned base, the mode's XOR applied: the 16-byte
+// unit index (address bits 4 and up) XOR the 128-byte line index (bits 7 and up), over 1, 2 or 3 bits for the 32B,
+// 64B and 128B modes.
+size_t k_major_offset(const KMajorLayout &l, int row, int k) {
+  uint32_t o = 0;
+  int bits = 0;
+  switch (l.mode) {
+    case sm90::SmemSwizzle::kNone: return (row / 8) * l.sbo + (k / 8) * l.lbo + (row % 8) * 16 + (k % 8) * 2;
+    case sm90::SmemSwizzle::k32B: o = (k / 16) * l.k_step + row * 32 + (k % 16) * 2; bits = 1; break;
+    case sm90::SmemSwizzle::k64B: o = row * 64 + k * 2; bits = 2; break;
+    case sm90::SmemSwizzle::k128B: o = row * 128 + k * 2; bits = 3; break;
+  }
+  return o ^ (((o >> 7) & ((1u << bits) - 1u)) << 4);
+}
+
+// One warpgroup. `image` holds the A region (8192 bytes) then the B region. It is written to shared memory through
+// the generic proxy, made visible to wgmma with fence.proxy.async, then D = A[:, 0:16] B[:, 0:16]^T (scale-d 0)
+// + A[:, 16:32] B[:, 16:32]^T (descriptors moved k_step bytes).
 template <typename T>
-__global__ void wgmma_ss_kat_kernel(const uint4 *image, float *out) {
+__global__ void wgmma_ss_kat_kernel(const uint4 *image, float *out, sm90::SmemSwizzle mode, uint32_t lbo, uint32_t sbo,
+                                    uint32_t k_step) {
   HOPE_DYNAMIC_SMEM(raw, unsigned char);
-  unsigned char *s = smem_1024(raw);
+  unsigned char *s = hope_test::smem_aligned_1024(raw);
   const int tid = threadIdx.x;
-  for (int i = tid; i < 2 * 64 * 128 / 16; i += 128) reinterpret_cast<uint4 *>(s)[i] = image[i];
+  for (int i = tid; i < 2 * 8192 / 16; i += 128) reinterpret_cast<uint4 *>(s)[i] = image[i];
   sm90::fence_proxy_async_smem();
   __syncthreads();
   float d[32];
   for (int i = 0; i < 32; ++i) d[i] = -1.f;  // ignored: scale-d 0 on the first step
-  const uint64_t da = sm90::smem_desc_sw128(s, 16, 1024), db = sm90::smem_desc_sw128(s + 64 * 128, 16, 1024);
+  const uint64_t da = sm90::smem_desc(s, lbo, sbo, mode), db = sm90::smem_desc(s + 8192, lbo, sbo, mode);
   sm90::wgmma_fence_operands(d);
   sm90::wgmma_arrive();
   sm90::wgmma_ss<64, T>(d, da, db, 0);
-  sm90::wgmma_ss<64, T>(d, sm90::smem_desc_advance(da, 32), sm90::smem_desc_advance(db, 32), 1);
+  sm90::wgmma_ss<64, T>(d, sm90::smem_desc_advance(da, k_step), sm90::smem_desc_advance(db, k_step), 1);
   sm90::wgmma_commit();
   sm90::wgmma_wait<0>(d);
   for (int i = 0; i < 32; ++i) out[tid * 32 + i] = d[i];
 }
 
-TEST_F(PtxKatSm90, WgmmaSSKMajor128BSwizzleTwoKSteps) {
-  for (bool bf16 : {false, true}) {
-    std::mt19937 rng(bf16 ? 11u : 7u);
-    std::uniform_int_distribution<int> val(-4, 4);
-    std::vector<float> A(64 * 32), B(64 * 32);  // A[m][k], B[n][k] (B^T as the instruction reads it K-major)
-    for (float &x : A) x = static_cast<float>(val(rng));
-    for (float &x : B) x = static_cast<float>(val(rng));
-    std::vector<uint8_t> image(2 * 64 * 128, 0);
-    for (int r = 0; r < 64; ++r)
-      for (int k = 0; k < 32; ++k) {
-        const uint16_t a = bits16(bf16, A[r * 32 + k]), b = bits16(bf16, B[r * 32 + k]);
-        std::memcpy(&image[sw128(r, k)], &a, 2);
-        std::memcpy(&image[64 * 128 + sw128(r, k)], &b, 2);
-      }
-    DeviceBuffer img, out;
-    ASSERT_CUDA(img.alloc_upload(image.data(), image.size()));
-    ASSERT_CUDA(out.alloc(128 * 32 * 4));
-    const int smem = 2 * 64 * 128 + 1024;
-    if (bf16) hope::launch_kernel(&wgmma_ss_kat_kernel<__nv_bfloat16>, 1, 128, smem, nullptr, img.as<uint4>(), out.as<float>());
-    else hope::launch_kernel(&wgmma_ss_kat_kernel<__half>, 1, 128, smem, nullptr, img.as<uint4>(), out.as<float>());
-    ASSERT_CUDA(cudaGetLastError());
-    ASSERT_CUDA(cudaDeviceSynchronize());
-    std::vector<float> got(128 * 32);
-    ASSERT_CUDA(out.download(got.data(), got.size() * 4));
-    for (int m = 0; m < 64; ++m)
-      for (int n = 0; n < 64; ++n) {
-        float want = 0.f;
-        for (int k = 0; k < 32; ++k) want += A[m * 32 + k] * B[n * 32 + k];
-        int member, reg;
-        d_slot(m, n, &member, &reg);
-        ASSERT_EQ(got[member * 32 + reg], want) << (bf16 ? "bf16" : "f16") << " D(" << m << ", " << n << ")";
-      }
-  }
+TEST_F(PtxKatSm90, WgmmaSSKMajorEachSwizzleModeTwoKSteps) {
+  for (const KMajorLayout &l : kKMajorLayouts)
+    for (bool bf16 : {false, true}) {
+      SCOPED_TRACE(std::string("swizzle ") + l.name + (bf16 ? " bf16" : " f16"));
+      std::mt19937 rng((bf16 ? 11u : 7u) + 100u * static_cast<uint32_t>(l.mode));
+      std::uniform_int_distribution<int> val(-4, 4);
+      std::vector<float> A(64 * 32), B(64 * 32);  // A[m][k], B[n][k] (B^T as the instruction reads it K-major)
+      for (float &x : A) x = static_cast<float>(val(rng));
+      for (float &x : B) x = static_cast<float>(val(rng));
+      // Bytes no element maps to hold NaN: a wrong address reads it and poisons D.
+      std::vector<uint8_t> image(2 * 8192, 0xFF);
+      for (int r = 0; r < 64; ++r)
+        for (int k = 0; k < 32; ++k) {
+          const uint16_t a = bits16(bf16, A[r * 32 + k]), b = bits16(bf16, B[r * 32 + k]);
+          std::memcpy(&image[k_major_offset(l, r, k)], &a, 2);
+          std::memcpy(&image[8192 + k_major_offset(l, r, k)], &b, 2);
+        }
+      DeviceBuffer img, out;
+      ASSERT_CUDA(img.alloc_upload(image.data(), image.size()));
+      ASSERT_CUDA(out.alloc(128 * 32 * 4));
+      const int smem = 2 * 8192 + 1024;
+      if (bf16)
+        hope::launch_kernel(&wgmma_ss_kat_kernel<__nv_bfloat16>, 1, 128, smem, nullptr, img.as<uint4>(), out.as<float>(),
+                            l.mode, l.lbo, l.sbo, l.k_step);
+      else
+        hope::launch_kernel(&wgmma_ss_kat_kernel<__half>, 1, 128, smem, nullptr, img.as<uint4>(), out.as<float>(), l.mode,
+                            l.lbo, l.sbo, l.k_step);
+      ASSERT_CUDA(cudaGetLastError());
+      ASSERT_CUDA(cudaDeviceSynchronize());
+      std::vector<float> got(128 * 32);
+      ASSERT_CUDA(out.download(got.data(), got.size() * 4));
+      for (int m = 0; m < 64; ++m)
+        for (int n = 0; n < 64; ++n) {
+          float want = 0.f;
+          for (int k = 0; k < 32; ++k) want += A[m * 32 + k] * B[n * 32 + k];
+          int member, reg;
+          d_slot(m, n, &member, &reg);
+          ASSERT_EQ(got[member * 32 + reg], want) << "D(" << m << ", " << n << ")";
+        }
+    }
 }
 
 // ---- wgmma RS: A in registers, B (32 x 128) N-major, 128B swizzle, D += A B ------------------------------------
@@ -153,7 +192,7 @@ TEST_F(PtxKatSm90, WgmmaSSKMajor128BSwizzleTwoKSteps) {
 template <typename T>
 __global__ void wgmma_rs_kat_kernel(const uint32_t *a_regs, const uint4 *image, const float *c, float *out) {
   HOPE_DYNAMIC_SMEM(raw, unsigned char);
-  unsigned char *s = smem_1024(raw);
+  unsigned char *s = hope_test::smem_aligned_1024(raw);
   const int tid = threadIdx.x;
   for (int i = tid; i < 2 * 32 * 128 / 16; i += 128) reinterpret_cast<uint4 *>(s)[i] = image[i];
   sm90::fence_proxy_async_smem();
@@ -241,14 +280,10 @@ TEST_F(PtxKatSm90, WgmmaRSNMajor128BSwizzleAccumulates) {
 // Phase 0 copies rows -3 .. 12 (coordinate -3), phase 1 rows 7 .. 22; rows outside [0, 10) read as zero.
 __global__ void tma_kat_kernel(const __grid_constant__ sm90::TmaDescriptor map, uint16_t *out) {
   HOPE_DYNAMIC_SMEM(raw, unsigned char);
-  unsigned char *s = smem_1024(raw);
+  unsigned char *s = hope_test::smem_aligned_1024(raw);
   uint64_t *bar = reinterpret_cast<uint64_t *>(s + 16 * 128);
   const int tid = threadIdx.x;
-  if (tid == 0) {
-    sm90::mbarrier_init(bar, 1);
-    sm90::mbarrier_init_fence();
-  }
-  __syncthreads();
+  hope_test::init_mbarrier_for_block(bar, 1);
   for (int phase = 0; phase < 2; ++phase) {
     if (tid == 0) {
       sm90::tma_prefetch_descriptor(&map);
