@@ -1,7 +1,8 @@
 // SPEC §8 rotary variants on the CPU paths: the config's rotary dimension, pairing and model-exact frequencies
 // (hope_rope_components, hope_rope_cos_sin, host caches), interleaved pairs and partial rotary in
 // hope_rope_apply and hope_kv_append, against the float64 reference; hand-worked examples; bad input; and the
-// paths that do not honour the new fields yet refusing them as NOT_SUPPORTED. (GPU: test_rope_gpu.cc and friends.)
+// paths that do not honour the new fields yet (CPU attention and decode) refusing them as NOT_SUPPORTED. (GPU:
+// test_rope_gpu.cc and test_rotary_variants_gpu.cc.)
 #include <cmath>
 #include <cstring>
 #include <random>

@@ -1,0 +1,600 @@
+// test_rotary_variants_gpu.cc — SPEC §8's pairing and rotary dimension on the CUDA paths that rotate q or k inside
+// another operation (hope_rope_apply's cases are in test_rope_gpu.cc): hope_kv_append, the q rotation of
+// hope_decode_forward, the fused attention kernel with both of its K paths (the k_rotated pre-pass and K tiles
+// rotated in shared memory) and the unfused cuBLAS path, each against the float64 reference (tests/reference/).
+// The layouts are the models': GLM-4.xV (M-RoPE sections (8, 12, 12), interleaved pairs, rotary_dim = head_dim / 2),
+// ERNIE-4.5-VL (the VideoRoPE allocation (20, 22, 22), interleaved pairs over the whole head), a partial
+// rotate-half, rotary dims that are not a multiple of 16 (which the fused kernel refuses), and the default layout
+// as a check of the harness itself. Outputs are poisoned before every run; sequences have odd, empty and
+// key-less lengths; GQA; causal and not. Sizes stay small: every case runs on the emulated GPU under four thread
+// schedules in CI. Every test skips without a GPU (hope_test::GpuTest).
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <ostream>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "gpu_util.h"
+#include "hope_attn.h"
+#include "paged_test_util.h"
+#include "reference/paged_ref.h"
+#include "reference/reference.h"
+#include "rope_test_util.h"
+#include "test_util.h"
+
+namespace {
+
+using hope_test::DeviceBuffer;
+using hope_test::Tensor;
+using hope_test::to_double;
+
+// ---- rotary layouts and their cos/sin ------------------------------------------------------------------------
+
+struct Layout {
+  const char *name;
+  int kind;
+  int sections[3];  // sum == rotary_dim / 2
+  int pairing;
+  int rotary_dim;   // 0: head_dim
+  double theta;
+};
+
+// GLM-4.1V/4.5V/4.6V at head_dim 128 (partial_rotary_factor 0.5) and the same proportions at head_dim 256.
+const Layout kGlm128{"glm", HOPE_ROPE_MROPE, {8, 12, 12}, HOPE_PAIRING_INTERLEAVED, 64, 1e4};
+const Layout kGlm256{"glm", HOPE_ROPE_MROPE, {16, 24, 24}, HOPE_PAIRING_INTERLEAVED, 128, 1e4};
+// ERNIE-4.5-VL at head_dim 128: mrope_section [22, 22, 20] lists (h, w, t).
+const Layout kErnie128{"ernie", HOPE_ROPE_VIDEOROPE, {20, 22, 22}, HOPE_PAIRING_INTERLEAVED, 0, 5e5};
+// Rotate-half over part of the head: rotary_dim 32 of 64 (chunk c pairs with c + 2), 16 of 256 (one chunk pair).
+const Layout kHalf32{"rothalf32", HOPE_ROPE_VIDEOROPE, {4, 6, 6}, HOPE_PAIRING_ROTATE_HALF, 32, 1e6};
+const Layout kHalf16{"rothalf16", HOPE_ROPE_MROPE, {2, 3, 3}, HOPE_PAIRING_ROTATE_HALF, 16, 1e6};
+// Not a multiple of 16 (17 pairs; a single pair): the unfused path, kv_append and decode take them.
+const Layout kInter34{"inter34", HOPE_ROPE_MROPE, {5, 6, 6}, HOPE_PAIRING_INTERLEAVED, 34, 1e6};
+const Layout kHalf2{"rothalf2", HOPE_ROPE_VANILLA, {0, 0, 0}, HOPE_PAIRING_ROTATE_HALF, 2, 1e6};
+// The default (rotate-half over the whole head; sections filled in per head_dim).
+const Layout kDefault{"default", HOPE_ROPE_HOPE, {0, 0, 0}, HOPE_PAIRING_ROTATE_HALF, 0, 1e6};
+
+int rot_of(const Layout &l, int head_dim) { return l.rotary_dim != 0 ? l.rotary_dim : head_dim; }
+
+hope_rope_config_t config_for(const Layout &l, int head_dim) {
+  if (l.kind == HOPE_ROPE_HOPE && l.sections[0] + l.sections[1] + l.sections[2] == 0) {
+    hope_rope_config_t c = hope_test::config_of(l.kind, head_dim);
+    c.theta = l.theta;
+    return c;
+  }
+  hope_rope_config_t c{};
+  c.kind = l.kind;
+  c.head_dim = head_dim;
+  std::copy(l.sections, l.sections + 3, c.sections);
+  c.theta = l.theta;
+  c.pairing = l.pairing;
+  c.rotary_dim = l.rotary_dim;
+  return c;
+}
+
+// cos/sin [n][rotary_dim/2] (float32, as the library takes them) from the reference at token positions pos[n]:
+// row t at pos, h at pos + 3, w at pos - 2.
+void layout_cos_sin(const Layout &l, int head_dim, const std::vector<double> &pos, std::vector<float> *c,
+                    std::vector<float> *s) {
+  const int64_t n = static_cast<int64_t>(pos.size());
+  std::vector<float> rows(static_cast<size_t>(3 * n));
+  for (int64_t k = 0; k < n; ++k) {
+    rows[k] = static_cast<float>(pos[k]);
+    rows[n + k] = static_cast<float>(pos[k] + 3.0);
+    rows[2 * n + k] = static_cast<float>(pos[k] - 2.0);
+  }
+  std::vector<double> cd, sd;
+  hope_ref::cos_sin(config_for(l, head_dim), rows.data(), n, &cd, &sd);
+  c->assign(cd.begin(), cd.end());
+  s->assign(sd.begin(), sd.end());
+}
+
+// Rotation of x [tokens][heads][d] by float cos/sin in float64 with the layout's pairs (dims past rotary_dim as
+// given).
+std::vector<double> rotate_ref(const Layout &l, const std::vector<double> &x, int64_t tokens, int heads, int head_dim,
+                               const std::vector<float> &cos, const std::vector<float> &sin) {
+  return hope_ref::rotate(x, tokens, heads, head_dim, to_double(cos), to_double(sin), l.pairing, rot_of(l, head_dim));
+}
+
+// Rotated rows got [tokens][heads][d] against the float64 rotation of x: the rotary dims within one ulp of the
+// dtype (plus the float32 rounding of the rotation), the dims past rotary_dim bit for bit the input's.
+::testing::AssertionResult rotated_rows_match(const Layout &l, int dtype, int head_dim, const std::vector<double> &got,
+                                              const std::vector<double> &x, const std::vector<double> &ref) {
+  const int rot = rot_of(l, head_dim);
+  const ::testing::AssertionResult close =
+      hope_test::rotated_close(dtype, got, ref, hope_test::term_sizes(x, head_dim, l.pairing, rot));
+  if (!close) return close;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (static_cast<int>(i % head_dim) >= rot && !(got[i] == x[i]))
+      return ::testing::AssertionFailure() << "pass-through element " << i << " (dim " << i % head_dim << ") is "
+                                           << got[i] << ", the input was " << x[i];
+  return ::testing::AssertionSuccess();
+}
+
+double out_tol(int dtype) { return dtype == HOPE_DTYPE_FLOAT16 ? 2e-3 : dtype == HOPE_DTYPE_BFLOAT16 ? 1e-2 : 1e-5; }
+double lse_tol(int dtype) { return dtype == HOPE_DTYPE_FLOAT16 ? 5e-3 : dtype == HOPE_DTYPE_BFLOAT16 ? 2e-2 : 1e-4; }
+
+// ---- attention: one problem and its float64 answer -------------------------------------------------------------
+
+struct AttnCase {
+  std::string name;
+  Layout layout;
+  int dtype, head_dim, hq, hk;
+  bool causal;
+  std::vector<int> lens_q, lens_k;
+};
+void PrintTo(const AttnCase &c, std::ostream *os) { *os << c.name; }
+
+struct AttnProblem {
+  AttnCase c;
+  std::vector<int32_t> cu_q, cu_k;
+  int64_t total_q = 0, total_k = 0;
+  Tensor q, k, v;
+  std::vector<float> cos_q, sin_q, cos_k, sin_k;
+  std::vector<double> ref_out, ref_lse, ref_krot;  // ref_krot: the rotated keys before rounding
+};
+
+void build_attention(const AttnCase &c, uint64_t seed, AttnProblem *pr) {
+  std::mt19937_64 rng(seed);
+  pr->c = c;
+  pr->cu_q = hope_test::cu_seqlens(c.lens_q);
+  pr->cu_k = hope_test::cu_seqlens(c.lens_k);
+  pr->total_q = pr->cu_q.back();
+  pr->total_k = pr->cu_k.back();
+  const int d = c.head_dim;
+  pr->q = hope_test::random_tensor(c.dtype, static_cast<size_t>(pr->total_q * c.hq * d), rng);
+  pr->k = hope_test::random_tensor(c.dtype, static_cast<size_t>(pr->total_k * c.hk * d), rng);
+  pr->v = hope_test::random_tensor(c.dtype, static_cast<size_t>(pr->total_k * c.hk * d), rng);
+  std::uniform_int_distribution<int> pos(100000, 400000);
+  std::vector<double> pos_q(pr->total_q), pos_k(pr->total_k);
+  for (double &p : pos_q) p = pos(rng);
+  for (double &p : pos_k) p = pos(rng);
+  layout_cos_sin(c.layout, d, pos_q, &pr->cos_q, &pr->sin_q);
+  layout_cos_sin(c.layout, d, pos_k, &pr->cos_k, &pr->sin_k);
+  std::vector<double> q = rotate_ref(c.layout, pr->q.values(), pr->total_q, c.hq, d, pr->cos_q, pr->sin_q);
+  std::vector<double> k = rotate_ref(c.layout, pr->k.values(), pr->total_k, c.hk, d, pr->cos_k, pr->sin_k);
+  pr->ref_krot = k;
+  // SPEC §4: the rotated q and k are rounded to the dtype before the products.
+  for (double &x : q) x = hope_test::round_to(c.dtype, static_cast<float>(x));
+  for (double &x : k) x = hope_test::round_to(c.dtype, static_cast<float>(x));
+  hope_ref::AttentionProblem ap;
+  ap.batch = static_cast<int>(c.lens_q.size());
+  ap.num_q_heads = c.hq;
+  ap.num_kv_heads = c.hk;
+  ap.head_dim = d;
+  ap.cu_seqlens_q = pr->cu_q;
+  ap.cu_seqlens_k = pr->cu_k;
+  ap.causal = c.causal;
+  hope_ref::attention(ap, q, k, pr->v.values(), &pr->ref_out, &pr->ref_lse);
+}
+
+struct AttnDevice {
+  DeviceBuffer q, k, v, cu_q, cu_k, cos_q, sin_q, cos_k, sin_k, out, lse, krot;
+};
+
+// Uploads the inputs and allocates poisoned outputs (0xff: NaN in every dtype, followed by guard bytes).
+void upload_attention(const AttnProblem &pr, AttnDevice *dv) {
+  const size_t es = hope_test::dtype_size(pr.c.dtype);
+  ASSERT_CUDA(dv->q.alloc_upload(pr.q.data(), pr.q.bytes.size()));
+  ASSERT_CUDA(dv->k.alloc_upload(pr.k.data(), pr.k.bytes.size()));
+  ASSERT_CUDA(dv->v.alloc_upload(pr.v.data(), pr.v.bytes.size()));
+  ASSERT_CUDA(dv->cu_q.alloc_upload(pr.cu_q.data(), pr.cu_q.size() * 4));
+  ASSERT_CUDA(dv->cu_k.alloc_upload(pr.cu_k.data(), pr.cu_k.size() * 4));
+  ASSERT_CUDA(dv->cos_q.alloc_upload(pr.cos_q.data(), pr.cos_q.size() * 4));
+  ASSERT_CUDA(dv->sin_q.alloc_upload(pr.sin_q.data(), pr.sin_q.size() * 4));
+  ASSERT_CUDA(dv->cos_k.alloc_upload(pr.cos_k.data(), pr.cos_k.size() * 4));
+  ASSERT_CUDA(dv->sin_k.alloc_upload(pr.sin_k.data(), pr.sin_k.size() * 4));
+  ASSERT_CUDA(dv->out.alloc(static_cast<size_t>(pr.total_q) * pr.c.hq * pr.c.head_dim * es));
+  ASSERT_CUDA(dv->lse.alloc(static_cast<size_t>(pr.total_q) * pr.c.hq * 4));
+  ASSERT_CUDA(dv->krot.alloc(static_cast<size_t>(pr.total_k) * pr.c.hk * pr.c.head_dim * es));
+}
+
+hope_attention_params_t attention_params(const AttnProblem &pr, const AttnDevice &dv, bool with_krot) {
+  const AttnCase &c = pr.c;
+  hope_attention_params_t p;
+  std::memset(&p, 0, sizeof p);
+  p.backend = HOPE_BACKEND_CUDA;
+  p.dtype = c.dtype;
+  p.batch = static_cast<int32_t>(c.lens_q.size());
+  p.num_q_heads = c.hq;
+  p.num_kv_heads = c.hk;
+  p.head_dim = c.head_dim;
+  p.cu_seqlens_q = dv.cu_q.as<int32_t>();
+  p.cu_seqlens_k = dv.cu_k.as<int32_t>();
+  p.max_seqlen_q = hope_test::max_len(c.lens_q);
+  p.max_seqlen_k = hope_test::max_len(c.lens_k);
+  p.q = dv.q.get();
+  p.k = dv.k.get();
+  p.v = dv.v.get();
+  p.out = dv.out.get();
+  p.lse = dv.lse.as<float>();
+  p.cos_q = dv.cos_q.as<float>();
+  p.sin_q = dv.sin_q.as<float>();
+  p.cos_k = dv.cos_k.as<float>();
+  p.sin_k = dv.sin_k.as<float>();
+  p.causal = c.causal ? 1 : 0;
+  p.k_rotated = with_krot ? dv.krot.get() : nullptr;
+  p.rope_pairing = c.layout.pairing;
+  p.rotary_dim = c.layout.rotary_dim;
+  return p;
+}
+
+struct AttnResult {
+  Tensor out, krot;
+  std::vector<float> lse;
+};
+
+// Re-poisons the outputs, runs `run` (which calls the library on the null stream), synchronises and downloads.
+template <typename Run>
+void run_attention(const AttnProblem &pr, AttnDevice *dv, Run run, AttnResult *r) {
+  for (DeviceBuffer *b : {&dv->out, &dv->lse, &dv->krot}) ASSERT_CUDA(b->poison());
+  ASSERT_NO_FATAL_FAILURE(run());
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  ASSERT_CUDA(cudaGetLastError());
+  r->out = Tensor(pr.c.dtype, dv->out.bytes() / hope_test::dtype_size(pr.c.dtype));
+  r->krot = Tensor(pr.c.dtype, dv->krot.bytes() / hope_test::dtype_size(pr.c.dtype));
+  r->lse.assign(dv->lse.bytes() / 4, 0.f);
+  ASSERT_CUDA(dv->out.download(r->out.data(), r->out.bytes.size()));
+  ASSERT_CUDA(dv->krot.download(r->krot.data(), r->krot.bytes.size()));
+  ASSERT_CUDA(dv->lse.download(r->lse.data(), r->lse.size() * 4));
+  EXPECT_TRUE(dv->out.guard_intact() && dv->lse.guard_intact() && dv->krot.guard_intact()) << "a write past an output";
+}
+
+// out and lse against the reference: all finite, relative error overall and per sequence, rows that see no key
+// exactly 0 with lse -inf.
+void expect_attention_matches(const AttnProblem &pr, const AttnResult &r, const std::string &who) {
+  const std::vector<double> got = r.out.values();
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_TRUE(std::isfinite(got[i])) << who << ": out[" << i << "] = " << got[i] << " (never written?)";
+  EXPECT_LE(hope_test::relative_error(got, pr.ref_out), out_tol(pr.c.dtype)) << who << ": all sequences";
+  const int64_t width = static_cast<int64_t>(pr.c.hq) * pr.c.head_dim;
+  for (size_t b = 0; b + 1 < pr.cu_q.size(); ++b) {
+    const size_t lo = static_cast<size_t>(pr.cu_q[b] * width), hi = static_cast<size_t>(pr.cu_q[b + 1] * width);
+    const std::vector<double> g(got.begin() + lo, got.begin() + hi), e(pr.ref_out.begin() + lo, pr.ref_out.begin() + hi);
+    EXPECT_LE(hope_test::relative_error(g, e), out_tol(pr.c.dtype)) << who << ": sequence " << b;
+  }
+  for (int64_t t = 0; t < pr.total_q; ++t)
+    for (int j = 0; j < pr.c.hq; ++j)
+      if (std::isinf(pr.ref_lse[static_cast<size_t>(j * pr.total_q + t)]))
+        for (int e = 0; e < pr.c.head_dim; ++e)
+          ASSERT_EQ(got[static_cast<size_t>(t * width + j * pr.c.head_dim + e)], 0.0)
+              << who << ": token " << t << " head " << j << " sees no key";
+  EXPECT_TRUE(hope_test::all_close(to_double(r.lse), pr.ref_lse, lse_tol(pr.c.dtype))) << who << ": lse";
+}
+
+void expect_krot_matches(const AttnProblem &pr, const AttnResult &r, const std::string &who) {
+  EXPECT_TRUE(rotated_rows_match(pr.c.layout, pr.c.dtype, pr.c.head_dim, r.krot.values(), pr.k.values(), pr.ref_krot))
+      << who << ": k_rotated";
+}
+
+std::string dtype_tag(int dtype) { return hope_test::dtype_name(dtype); }
+
+AttnCase attn_case(const Layout &l, int dtype, int d, int hq, int hk, bool causal, std::vector<int> lq,
+                   std::vector<int> lk) {
+  AttnCase c{"", l, dtype, d, hq, hk, causal, std::move(lq), std::move(lk)};
+  c.name = std::string(l.name) + "_" + dtype_tag(dtype) + "_d" + std::to_string(d) + "_r" +
+           std::to_string(rot_of(l, d)) + (l.pairing ? "_interleaved" : "_rotatehalf") + "_gqa" +
+           std::to_string(hq / hk) + (causal ? "_causal" : "_full");
+  return c;
+}
+
+// ---- the fused kernel: both K paths against the reference and each other ----------------------------------
+
+class RotaryFusedAttentionGpu : public hope_test::GpuTestWithParam<AttnCase> {};
+
+TEST_P(RotaryFusedAttentionGpu, BothKPathsMatchFloat64) {
+  AttnProblem pr;
+  ASSERT_NO_FATAL_FAILURE(build_attention(GetParam(), 7000u + GetParam().head_dim + GetParam().dtype, &pr));
+  AttnDevice dv;
+  ASSERT_NO_FATAL_FAILURE(upload_attention(pr, &dv));
+  AttnResult prepass, inkernel;
+  ASSERT_NO_FATAL_FAILURE(run_attention(pr, &dv, [&] {
+    const hope_attention_params_t p = attention_params(pr, dv, true);
+    ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+  }, &prepass));
+  ASSERT_NO_FATAL_FAILURE(run_attention(pr, &dv, [&] {
+    const hope_attention_params_t p = attention_params(pr, dv, false);
+    ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+  }, &inkernel));
+  ASSERT_NO_FATAL_FAILURE(expect_attention_matches(pr, prepass, "fused, k_rotated pre-pass"));
+  ASSERT_NO_FATAL_FAILURE(expect_attention_matches(pr, inkernel, "fused, K rotated in shared memory"));
+  expect_krot_matches(pr, prepass, "fused pre-pass");
+  // Both K paths apply the same float32 arithmetic to the same pairs: bit-identical outputs.
+  EXPECT_EQ(prepass.out.bytes, inkernel.out.bytes) << "pre-pass and in-kernel K rotation differ";
+  EXPECT_EQ(0, std::memcmp(prepass.lse.data(), inkernel.lse.data(), prepass.lse.size() * 4)) << "lse differs";
+  // The in-kernel run leaves k_rotated alone.
+  for (uint8_t b : inkernel.krot.bytes) ASSERT_EQ(b, 0xff) << "k_rotated written without being requested";
+}
+
+std::vector<AttnCase> fused_cases() {
+  const int f16 = HOPE_DTYPE_FLOAT16, bf16 = HOPE_DTYPE_BFLOAT16;
+  // Lengths: 1, 7, 129 and 150 (no tile multiple), an empty sequence, queries without keys, Nq > Nk (under the
+  // causal mask the first rows see no key), Nq < Nk over several key tiles.
+  return {
+      attn_case(kGlm128, bf16, 128, 4, 2, true, {1, 7, 0, 129, 5}, {1, 7, 3, 150, 0}),
+      attn_case(kGlm128, f16, 128, 7, 1, false, {37, 1}, {70, 130}),
+      attn_case(kErnie128, f16, 128, 4, 1, true, {70, 1, 33}, {20, 9, 129}),
+      attn_case(kErnie128, bf16, 128, 2, 2, false, {7, 129}, {150, 7}),
+      attn_case(kGlm256, bf16, 256, 2, 1, true, {33, 1}, {65, 1}),
+      attn_case(kHalf32, f16, 64, 6, 2, true, {129, 7}, {200, 7}),
+      attn_case(kHalf16, bf16, 256, 3, 1, true, {9, 1}, {40, 1}),
+      attn_case(kDefault, f16, 64, 4, 2, true, {7, 65}, {30, 65}),
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, RotaryFusedAttentionGpu, ::testing::ValuesIn(fused_cases()),
+                         [](const ::testing::TestParamInfo<AttnCase> &info) { return info.param.name; });
+
+class RotaryAttentionGpu : public hope_test::GpuTest {};
+
+// A rotary_dim that is not a multiple of 16: the fused kernel answers NOT_SUPPORTED, names the unfused path and
+// writes nothing; without cos/sin nothing rotates and it runs (the rotary dimension is then irrelevant).
+TEST_F(RotaryAttentionGpu, FusedRefusesRotaryDimNotAMultipleOf16) {
+  AttnProblem pr;
+  ASSERT_NO_FATAL_FAILURE(build_attention(attn_case(kInter34, HOPE_DTYPE_BFLOAT16, 64, 2, 1, true, {9}, {9}), 5u, &pr));
+  AttnDevice dv;
+  ASSERT_NO_FATAL_FAILURE(upload_attention(pr, &dv));
+  for (bool with_krot : {false, true}) {
+    const hope_attention_params_t p = attention_params(pr, dv, with_krot);
+    EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
+    EXPECT_NE(std::string(hope_last_error()).find("multiple of 16"), std::string::npos) << hope_last_error();
+    EXPECT_NE(std::string(hope_last_error()).find("unfused"), std::string::npos) << hope_last_error();
+  }
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  std::vector<uint8_t> out(dv.out.bytes()), krot(dv.krot.bytes());
+  ASSERT_CUDA(dv.out.download(out.data(), out.size()));
+  ASSERT_CUDA(dv.krot.download(krot.data(), krot.size()));
+  for (uint8_t b : out) ASSERT_EQ(b, 0xff) << "out written by a refused call";
+  for (uint8_t b : krot) ASSERT_EQ(b, 0xff) << "k_rotated written by a refused call";
+
+  // No cos/sin: q and k as given, k_rotated an exact copy.
+  hope_attention_params_t p = attention_params(pr, dv, true);
+  p.cos_q = p.sin_q = p.cos_k = p.sin_k = nullptr;
+  ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  Tensor k_copy(pr.c.dtype, pr.k.size());
+  ASSERT_CUDA(dv.krot.download(k_copy.data(), k_copy.bytes.size()));
+  EXPECT_EQ(k_copy.bytes, pr.k.bytes) << "k_rotated without rotation";
+  Tensor out_t(pr.c.dtype, dv.out.bytes() / 2);
+  ASSERT_CUDA(dv.out.download(out_t.data(), out_t.bytes.size()));
+  std::vector<double> ref_out, ref_lse;
+  hope_ref::AttentionProblem ap;
+  ap.head_dim = 64;
+  ap.num_q_heads = 2;
+  ap.cu_seqlens_q = pr.cu_q;
+  ap.cu_seqlens_k = pr.cu_k;
+  ap.causal = true;
+  hope_ref::attention(ap, pr.q.values(), pr.k.values(), pr.v.values(), &ref_out, &ref_lse);
+  EXPECT_LE(hope_test::relative_error(out_t.values(), ref_out), out_tol(pr.c.dtype)) << "unrotated attention";
+}
+
+// ---- the unfused path ------------------------------------------------------------------------------------------
+
+class RotaryUnfusedAttentionGpu : public hope_test::GpuTestWithParam<AttnCase> {};
+
+TEST_P(RotaryUnfusedAttentionGpu, MatchesFloat64) {
+  AttnProblem pr;
+  ASSERT_NO_FATAL_FAILURE(build_attention(GetParam(), 8000u + GetParam().head_dim + GetParam().dtype, &pr));
+  AttnDevice dv;
+  ASSERT_NO_FATAL_FAILURE(upload_attention(pr, &dv));
+  const hope_attention_params_t p = attention_params(pr, dv, true);
+  size_t ws_bytes = 0;
+  ASSERT_HOPE_OK(hope_attention_unfused_workspace_size(&p, &ws_bytes));
+  DeviceBuffer ws(ws_bytes);
+  ASSERT_TRUE(ws.ok());
+  AttnResult r;
+  ASSERT_NO_FATAL_FAILURE(run_attention(pr, &dv, [&] {
+    ASSERT_HOPE_OK(hope_attention_forward_unfused(&p, ws.get(), ws_bytes, nullptr));
+  }, &r));
+  ASSERT_NO_FATAL_FAILURE(expect_attention_matches(pr, r, "unfused"));
+  expect_krot_matches(pr, r, "unfused");
+}
+
+std::vector<AttnCase> unfused_cases() {
+  const int f16 = HOPE_DTYPE_FLOAT16, bf16 = HOPE_DTYPE_BFLOAT16, f32 = HOPE_DTYPE_FLOAT32;
+  return {
+      attn_case(kGlm128, f32, 128, 4, 2, true, {1, 7, 0, 129, 5}, {1, 7, 3, 150, 0}),
+      attn_case(kErnie128, bf16, 128, 4, 1, true, {70, 1, 33}, {20, 9, 129}),
+      attn_case(kInter34, f16, 64, 7, 1, true, {37, 1, 0}, {70, 1, 5}),
+      attn_case(kHalf2, bf16, 96, 2, 2, false, {7, 129}, {150, 7}),
+      attn_case(kGlm256, f16, 256, 2, 1, true, {33, 1}, {65, 1}),
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, RotaryUnfusedAttentionGpu, ::testing::ValuesIn(unfused_cases()),
+                         [](const ::testing::TestParamInfo<AttnCase> &info) { return info.param.name; });
+
+// ---- kv_append and decode ------------------------------------------------------------------------------------
+
+struct DecodeCase {
+  std::string name;
+  Layout layout;
+  hope_ref::PagedDecodeCase paged;  // shapes; its rope flag is off (cos/sin come from the layout here)
+};
+void PrintTo(const DecodeCase &c, std::ostream *os) { *os << c.name; }
+
+DecodeCase decode_case(const Layout &l, int dtype, int hq, int hk, int d, int page_size, std::vector<int32_t> nq,
+                       std::vector<int32_t> lens, bool causal, int splits, bool with_lse = true) {
+  DecodeCase c;
+  c.layout = l;
+  c.paged = hope_test::make_paged_case("", dtype, hq, hk, d, page_size, std::move(nq), std::move(lens), causal,
+                                       splits, false, 0, with_lse);
+  c.name = std::string(l.name) + "_" + dtype_tag(dtype) + "_d" + std::to_string(d) + "_r" +
+           std::to_string(rot_of(l, d)) + (l.pairing ? "_interleaved" : "_rotatehalf") + "_gqa" +
+           std::to_string(hq / hk) + "_page" + std::to_string(page_size) + (causal ? "_causal" : "_full") +
+           (splits ? "_split" + std::to_string(splits) : "_planned") + (with_lse ? "" : "_nolse");
+  c.paged.name = c.name;
+  return c;
+}
+
+class RotaryDecodeGpu : public hope_test::GpuTestWithParam<DecodeCase> {};
+
+// hope_kv_append rotates the keys into the pages with the layout (against the float64 rotation and the CPU
+// backend, bit for bit), then hope_decode_forward rotates q the same way and attends over those pages.
+TEST_P(RotaryDecodeGpu, AppendAndDecodeMatchFloat64) {
+  const Layout &l = GetParam().layout;
+  const hope_ref::PagedDecodeCase &c = GetParam().paged;
+  const hope_ref::PagedDecodeData d = hope_ref::make_paged_decode(c, 9100 + c.hq * 7 + c.head_dim);
+  const int dt = c.dtype, hd = c.head_dim;
+  const size_t es = hope_test::dtype_size(dt);
+  // Positions: key n of sequence b at base_b + n; the queries are the sequence's last nq tokens.
+  std::vector<double> pos_q, pos_k;
+  for (int b = 0; b < d.batch; ++b) {
+    const double base = 200000.0 + 7919.0 * b;
+    for (int n = 0; n < c.lens[b]; ++n) pos_k.push_back(base + n);
+    for (int i = 0; i < c.nq[b]; ++i) pos_q.push_back(base + (c.lens[b] - c.nq[b] + i));
+  }
+  std::vector<float> cos_q, sin_q, cos_k, sin_k;
+  layout_cos_sin(l, hd, pos_q, &cos_q, &sin_q);
+  layout_cos_sin(l, hd, pos_k, &cos_k, &sin_k);
+
+  const Tensor k = hope_test::to_tensor(dt, d.k), v = hope_test::to_tensor(dt, d.v), q = hope_test::to_tensor(dt, d.q);
+  const int64_t num_slots = static_cast<int64_t>(d.num_pages) * c.page_size;
+  const size_t row = static_cast<size_t>(c.hk) * hd, page_elems = static_cast<size_t>(num_slots) * row;
+  const size_t out_elems = static_cast<size_t>(d.total_q) * c.hq * hd, lse_elems = static_cast<size_t>(c.hq) * d.total_q;
+  auto at_least_1 = [](size_t n) { return std::max<size_t>(n, 1); };
+  DeviceBuffer kp(page_elems * es), vp(page_elems * es), dk(at_least_1(k.bytes.size())),
+      dv(at_least_1(v.bytes.size())), dq(at_least_1(q.bytes.size())), dslots(at_least_1(d.slots.size() * 8)),
+      dcos_k(at_least_1(cos_k.size() * 4)), dsin_k(at_least_1(sin_k.size() * 4)),
+      dcos_q(at_least_1(cos_q.size() * 4)), dsin_q(at_least_1(sin_q.size() * 4)), dcu(d.cu_q.size() * 4),
+      dlens(at_least_1(c.lens.size() * 4)), dtable(at_least_1(d.page_table.size() * 4)),
+      dout(at_least_1(out_elems * es)), dlse(at_least_1(lse_elems * 4));
+  for (const DeviceBuffer *b : {&kp, &vp, &dk, &dv, &dq, &dslots, &dcos_k, &dsin_k, &dcos_q, &dsin_q, &dcu, &dlens,
+                                &dtable, &dout, &dlse})
+    ASSERT_TRUE(b->ok());
+  ASSERT_CUDA(dk.upload(k.data(), k.bytes.size()));
+  ASSERT_CUDA(dv.upload(v.data(), v.bytes.size()));
+  ASSERT_CUDA(dq.upload(q.data(), q.bytes.size()));
+  ASSERT_CUDA(dslots.upload(d.slots.data(), d.slots.size() * 8));
+  ASSERT_CUDA(dcos_k.upload(cos_k.data(), cos_k.size() * 4));
+  ASSERT_CUDA(dsin_k.upload(sin_k.data(), sin_k.size() * 4));
+  ASSERT_CUDA(dcos_q.upload(cos_q.data(), cos_q.size() * 4));
+  ASSERT_CUDA(dsin_q.upload(sin_q.data(), sin_q.size() * 4));
+  ASSERT_CUDA(dcu.upload(d.cu_q.data(), d.cu_q.size() * 4));
+  ASSERT_CUDA(dlens.upload(c.lens.data(), c.lens.size() * 4));
+  ASSERT_CUDA(dtable.upload(d.page_table.data(), d.page_table.size() * 4));
+
+  // 1. Append into poisoned pages.
+  hope_kv_append_params_t ap;
+  std::memset(&ap, 0, sizeof ap);
+  ap.backend = HOPE_BACKEND_CUDA;
+  ap.cache = hope_test::paged_kv(dt, d.num_pages, c.page_size, c.hk, hd, kp.get(), vp.get());
+  ap.num_tokens = d.total_k;
+  ap.k = dk.get();
+  ap.v = dv.get();
+  ap.slot_mapping = dslots.as<int64_t>();
+  ap.cos_k = dcos_k.as<float>();
+  ap.sin_k = dsin_k.as<float>();
+  ap.rope_pairing = l.pairing;
+  ap.rotary_dim = l.rotary_dim;
+  ASSERT_HOPE_OK(hope_kv_append(&ap, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  Tensor gk(dt, page_elems), gv(dt, page_elems);
+  ASSERT_CUDA(kp.download(gk.data(), gk.bytes.size()));
+  ASSERT_CUDA(vp.download(gv.data(), gv.bytes.size()));
+  EXPECT_TRUE(kp.guard_intact() && vp.guard_intact()) << "append wrote past the cache";
+  const std::vector<double> gk_values = gk.values(), gv_values = gv.values();
+  const std::vector<double> k_in = k.values();
+  EXPECT_TRUE(rotated_rows_match(l, dt, hd, hope_ref::gather_pages(gk_values, c, d), k_in,
+                                 rotate_ref(l, k_in, d.total_k, c.hk, hd, cos_k, sin_k)))
+      << "appended keys";
+  EXPECT_EQ(hope_ref::gather_pages(gv_values, c, d), v.values()) << "appended values";
+  std::set<int64_t> used(d.slots.begin(), d.slots.end());
+  for (int64_t s = 0; s < num_slots; ++s)
+    if (used.count(s) == 0)
+      for (size_t e = 0; e < row * es; ++e)
+        ASSERT_TRUE(gk.bytes[s * row * es + e] == 0xff && gv.bytes[s * row * es + e] == 0xff)
+            << "slot " << s << " was written but is in no sequence";
+  // The CPU backend (SPEC §8 since phase 1) writes the same bits.
+  Tensor ck(dt, page_elems), cv(dt, page_elems);
+  ck.poison();
+  cv.poison();
+  hope_kv_append_params_t cap = ap;
+  cap.backend = HOPE_BACKEND_CPU;
+  cap.cache.k_pages = ck.data();
+  cap.cache.v_pages = cv.data();
+  cap.k = k.data();
+  cap.v = v.data();
+  cap.slot_mapping = d.slots.data();
+  cap.cos_k = cos_k.data();
+  cap.sin_k = sin_k.data();
+  ASSERT_HOPE_OK(hope_kv_append(&cap, nullptr));
+  EXPECT_EQ(gk.bytes, ck.bytes) << "GPU and CPU appended keys differ";
+  EXPECT_EQ(gv.bytes, cv.bytes) << "GPU and CPU appended values differ";
+
+  // 2. Decode over those pages.
+  hope_decode_params_t p;
+  std::memset(&p, 0, sizeof p);
+  p.backend = HOPE_BACKEND_CUDA;
+  p.cache = ap.cache;
+  p.batch = d.batch;
+  p.num_q_heads = c.hq;
+  p.cu_seqlens_q = dcu.as<int32_t>();
+  p.max_seqlen_q = d.max_q;
+  p.seq_lens = dlens.as<int32_t>();
+  p.max_seqlen_k = d.max_k;
+  p.page_table = dtable.as<int32_t>();
+  p.max_pages_per_seq = d.max_pages;
+  p.q = dq.get();
+  p.out = dout.get();
+  p.lse = c.with_lse ? dlse.as<float>() : nullptr;
+  p.cos_q = dcos_q.as<float>();
+  p.sin_q = dsin_q.as<float>();
+  p.causal = c.causal;
+  p.num_splits = c.num_splits;
+  p.rope_pairing = l.pairing;
+  p.rotary_dim = l.rotary_dim;
+  size_t ws_bytes = 0;
+  ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
+  DeviceBuffer ws(std::max<size_t>(ws_bytes, 1));
+  ASSERT_TRUE(ws.ok());
+  ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.get() : nullptr, ws_bytes, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  ASSERT_CUDA(cudaGetLastError());
+  Tensor out(dt, out_elems);
+  std::vector<float> lse(lse_elems);
+  ASSERT_CUDA(dout.download(out.data(), out.bytes.size()));
+  ASSERT_CUDA(dlse.download(lse.data(), lse.size() * 4));
+  EXPECT_TRUE(dout.guard_intact() && dlse.guard_intact()) << "decode wrote past out or lse";
+
+  std::vector<double> q_rot = rotate_ref(l, q.values(), d.total_q, c.hq, hd, cos_q, sin_q);
+  for (double &x : q_rot) x = hope_test::round_to(dt, static_cast<float>(x));
+  std::vector<double> ref_out, ref_lse;
+  hope_ref::paged_decode(c, d, q_rot, gk_values, gv_values, 0.0, &ref_out, &ref_lse);
+  const std::vector<double> got = out.values();
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_TRUE(std::isfinite(got[i])) << "out[" << i << "] = " << got[i];
+  EXPECT_LE(hope_test::relative_error(got, ref_out), out_tol(dt));
+  EXPECT_TRUE(hope_test::all_close(got, ref_out, 8 * out_tol(dt), 8 * out_tol(dt)));
+  if (c.with_lse) {
+    EXPECT_TRUE(hope_test::all_close(to_double(lse), ref_lse, lse_tol(dt))) << "lse";
+  } else {
+    std::vector<uint8_t> raw(lse.size() * 4);
+    std::memcpy(raw.data(), lse.data(), raw.size());
+    for (uint8_t b : raw) ASSERT_EQ(b, 0xff) << "lse written although params.lse was NULL";
+  }
+}
+
+std::vector<DecodeCase> decode_cases() {
+  const int f16 = HOPE_DTYPE_FLOAT16, bf16 = HOPE_DTYPE_BFLOAT16;
+  return {
+      decode_case(kGlm128, bf16, 8, 2, 128, 16, {1, 8, 3}, {1, 130, 37}, true, 0),
+      decode_case(kErnie128, f16, 7, 1, 128, 16, {2, 1}, {77, 300}, true, 3),
+      decode_case(kGlm256, bf16, 4, 1, 256, 32, {1}, {129}, false, 3),
+      decode_case(kHalf32, f16, 4, 4, 64, 16, {5, 0, 1}, {40, 9, 1}, true, 0),
+      decode_case(kInter34, bf16, 16, 1, 64, 8, {3, 3}, {70, 3}, true, 0, false),
+      decode_case(kHalf2, f16, 2, 2, 64, 5, {1}, {9}, false, 1),
+      decode_case(kDefault, bf16, 4, 2, 128, 16, {2}, {50}, true, 3),
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, RotaryDecodeGpu, ::testing::ValuesIn(decode_cases()),
+                         [](const ::testing::TestParamInfo<DecodeCase> &info) { return info.param.name; });
+
+}  // namespace
