@@ -16,7 +16,6 @@
 #include <cstring>
 #include <ostream>
 #include <random>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -164,15 +163,8 @@ void build_attention(const AttnCase &c, uint64_t seed, AttnProblem *pr) {
   // SPEC §4: the rotated q and k are rounded to the dtype before the products.
   for (double &x : q) x = hope_test::round_to(c.dtype, static_cast<float>(x));
   for (double &x : k) x = hope_test::round_to(c.dtype, static_cast<float>(x));
-  hope_ref::AttentionProblem ap;
-  ap.batch = static_cast<int>(c.lens_q.size());
-  ap.num_q_heads = c.hq;
-  ap.num_kv_heads = c.hk;
-  ap.head_dim = d;
-  ap.cu_seqlens_q = pr->cu_q;
-  ap.cu_seqlens_k = pr->cu_k;
-  ap.causal = c.causal;
-  hope_ref::attention(ap, q, k, pr->v.values(), &pr->ref_out, &pr->ref_lse);
+  hope_ref::attention(hope_ref::varlen_problem(c.hq, c.hk, d, pr->cu_q, pr->cu_k, c.causal), q, k, pr->v.values(),
+                      &pr->ref_out, &pr->ref_lse);
 }
 
 struct AttnDevice {
@@ -368,13 +360,8 @@ TEST_F(RotaryAttentionGpu, FusedRefusesRotaryDimNotAMultipleOf16) {
   Tensor out_t(pr.c.dtype, dv.out.bytes() / 2);
   ASSERT_CUDA(dv.out.download(out_t.data(), out_t.bytes.size()));
   std::vector<double> ref_out, ref_lse;
-  hope_ref::AttentionProblem ap;
-  ap.head_dim = 64;
-  ap.num_q_heads = 2;
-  ap.cu_seqlens_q = pr.cu_q;
-  ap.cu_seqlens_k = pr.cu_k;
-  ap.causal = true;
-  hope_ref::attention(ap, pr.q.values(), pr.k.values(), pr.v.values(), &ref_out, &ref_lse);
+  hope_ref::attention(hope_ref::varlen_problem(2, 1, 64, pr.cu_q, pr.cu_k, true), pr.q.values(), pr.k.values(),
+                      pr.v.values(), &ref_out, &ref_lse);
   EXPECT_LE(hope_test::relative_error(out_t.values(), ref_out), out_tol(pr.c.dtype)) << "unrotated attention";
 }
 
@@ -425,6 +412,26 @@ struct AppendCase {
 };
 void PrintTo(const AppendCase &c, std::ostream *os) { *os << c.name; }
 
+// The pages a CUDA append wrote (host copies gk, gv) against the CPU backend's append of the same host inputs
+// (SPEC §8 there since phase 1), bit for bit; and every slot no kept token maps to still poisoned.
+void expect_append_like_cpu(const hope_kv_append_params_t &gpu, const void *k, const void *v, const int64_t *slots,
+                            const float *cos, const float *sin, const Tensor &gk, const Tensor &gv) {
+  const int64_t num_slots = static_cast<int64_t>(gpu.cache.num_pages) * gpu.cache.page_size;
+  const size_t slot_bytes =
+      static_cast<size_t>(gpu.cache.num_kv_heads) * gpu.cache.head_dim * hope_test::dtype_size(gpu.cache.dtype);
+  std::vector<bool> used(static_cast<size_t>(num_slots), false);
+  for (int64_t t = 0; t < gpu.num_tokens; ++t)
+    if (slots[t] >= 0) used[static_cast<size_t>(slots[t])] = true;
+  for (int64_t s = 0; s < num_slots; ++s)
+    if (!used[static_cast<size_t>(s)])
+      for (size_t b = s * slot_bytes; b < (s + 1) * slot_bytes; ++b)
+        ASSERT_TRUE(gk.bytes[b] == 0xff && gv.bytes[b] == 0xff) << "slot " << s << " written, but no token maps to it";
+  Tensor ck, cv;
+  ASSERT_NO_FATAL_FAILURE(hope_test::cpu_append(gpu, k, v, slots, cos, sin, &ck, &cv));
+  EXPECT_EQ(gk.bytes, ck.bytes) << "GPU and CPU appended keys differ";
+  EXPECT_EQ(gv.bytes, cv.bytes) << "GPU and CPU appended values differ";
+}
+
 class RotaryKvAppendGpu : public hope_test::GpuTestWithParam<AppendCase> {};
 
 TEST_P(RotaryKvAppendGpu, MatchesFloat64AndCpuBackend) {
@@ -473,15 +480,12 @@ TEST_P(RotaryKvAppendGpu, MatchesFloat64AndCpuBackend) {
   ASSERT_CUDA(vp.download(gv.data(), page_bytes));
   EXPECT_TRUE(kp.guard_intact() && vp.guard_intact()) << "append wrote past the cache";
 
-  // The kept tokens' slots against the float64 rotation (or the input itself without cos/sin); every other slot
-  // still poisoned.
+  // The kept tokens' slots against the float64 rotation (or the input itself without cos/sin).
   const std::vector<double> k_rows = hope_test::strided_rows(k, c.tokens, row, k_stride), v_rows = v.values();
   const std::vector<double> k_ref = c.rope ? rotate_ref(c.layout, k_rows, c.tokens, c.hk, c.d, cs, sn) : k_rows;
   std::vector<double> got_k, in_k, ref_k, got_v, in_v;
-  std::vector<bool> written(num_slots, false);
   for (int t = 0; t < c.tokens; ++t) {
     if (slots[t] < 0) continue;
-    written[slots[t]] = true;
     for (int64_t e = 0; e < row; ++e) {
       got_k.push_back(gk.get(slots[t] * row + e));
       got_v.push_back(gv.get(slots[t] * row + e));
@@ -493,28 +497,8 @@ TEST_P(RotaryKvAppendGpu, MatchesFloat64AndCpuBackend) {
   if (c.rope) EXPECT_TRUE(rotated_rows_match(c.layout, c.dtype, c.d, got_k, in_k, ref_k)) << "keys";
   else EXPECT_EQ(got_k, in_k) << "keys stored as given without cos/sin";
   EXPECT_EQ(got_v, in_v) << "values";
-  for (int64_t s = 0; s < num_slots; ++s)
-    if (!written[s])
-      for (size_t b = 0; b < static_cast<size_t>(row) * es; ++b)
-        ASSERT_TRUE(gk.bytes[s * row * es + b] == 0xff && gv.bytes[s * row * es + b] == 0xff)
-            << "slot " << s << " written although no kept token maps to it";
-
-  // The CPU backend writes the same bits.
-  Tensor ck(c.dtype, gk.size()), cv(c.dtype, gk.size());
-  ck.poison();
-  cv.poison();
-  hope_kv_append_params_t h = p;
-  h.backend = HOPE_BACKEND_CPU;
-  h.cache.k_pages = ck.data();
-  h.cache.v_pages = cv.data();
-  h.k = k.data();
-  h.v = v.data();
-  h.slot_mapping = slots.data();
-  h.cos_k = c.rope ? cs.data() : nullptr;
-  h.sin_k = c.rope ? sn.data() : nullptr;
-  ASSERT_HOPE_OK(hope_kv_append(&h, nullptr));
-  EXPECT_EQ(gk.bytes, ck.bytes) << "GPU and CPU keys differ";
-  EXPECT_EQ(gv.bytes, cv.bytes) << "GPU and CPU values differ";
+  expect_append_like_cpu(p, k.data(), v.data(), slots.data(), c.rope ? cs.data() : nullptr,
+                         c.rope ? sn.data() : nullptr, gk, gv);
 }
 
 std::vector<AppendCase> append_cases() {
@@ -626,49 +610,14 @@ TEST_P(RotaryDecodeGpu, AppendAndDecodeMatchFloat64) {
                                  rotate_ref(l, k_in, d.total_k, c.hk, hd, cos_k, sin_k)))
       << "appended keys";
   EXPECT_EQ(hope_ref::gather_pages(gv_values, c, d), v.values()) << "appended values";
-  std::set<int64_t> used(d.slots.begin(), d.slots.end());
-  for (int64_t s = 0; s < num_slots; ++s)
-    if (used.count(s) == 0)
-      for (size_t e = 0; e < row * es; ++e)
-        ASSERT_TRUE(gk.bytes[s * row * es + e] == 0xff && gv.bytes[s * row * es + e] == 0xff)
-            << "slot " << s << " was written but is in no sequence";
-  // The CPU backend (SPEC §8 since phase 1) writes the same bits.
-  Tensor ck(dt, page_elems), cv(dt, page_elems);
-  ck.poison();
-  cv.poison();
-  hope_kv_append_params_t cap = ap;
-  cap.backend = HOPE_BACKEND_CPU;
-  cap.cache.k_pages = ck.data();
-  cap.cache.v_pages = cv.data();
-  cap.k = k.data();
-  cap.v = v.data();
-  cap.slot_mapping = d.slots.data();
-  cap.cos_k = cos_k.data();
-  cap.sin_k = sin_k.data();
-  ASSERT_HOPE_OK(hope_kv_append(&cap, nullptr));
-  EXPECT_EQ(gk.bytes, ck.bytes) << "GPU and CPU appended keys differ";
-  EXPECT_EQ(gv.bytes, cv.bytes) << "GPU and CPU appended values differ";
+  expect_append_like_cpu(ap, k.data(), v.data(), d.slots.data(), cos_k.data(), sin_k.data(), gk, gv);
 
   // 2. Decode over those pages.
-  hope_decode_params_t p;
-  std::memset(&p, 0, sizeof p);
-  p.backend = HOPE_BACKEND_CUDA;
-  p.cache = ap.cache;
-  p.batch = d.batch;
-  p.num_q_heads = c.hq;
-  p.cu_seqlens_q = dcu.as<int32_t>();
-  p.max_seqlen_q = d.max_q;
-  p.seq_lens = dlens.as<int32_t>();
-  p.max_seqlen_k = d.max_k;
-  p.page_table = dtable.as<int32_t>();
-  p.max_pages_per_seq = d.max_pages;
-  p.q = dq.get();
-  p.out = dout.get();
+  hope_decode_params_t p = hope_test::decode_params(HOPE_BACKEND_CUDA, c, d, ap.cache, dcu.as<int32_t>(),
+                                                    dlens.as<int32_t>(), dtable.as<int32_t>(), dq.get(), dout.get());
   p.lse = c.with_lse ? dlse.as<float>() : nullptr;
   p.cos_q = dcos_q.as<float>();
   p.sin_q = dsin_q.as<float>();
-  p.causal = c.causal;
-  p.num_splits = c.num_splits;
   p.rope_pairing = l.pairing;
   p.rotary_dim = l.rotary_dim;
   size_t ws_bytes = 0;
