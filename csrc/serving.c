@@ -133,8 +133,6 @@ static hope_status_t check_decode_shape(const char *fn, const hope_decode_params
               HOPEI_DECODE_MAX_SPLITS);
   HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r->rope_pairing, r->rotary_dim, c->head_dim,
                                  &r->rotary_dim));
-  /* The CPU decode does not rotate SPEC §8's pairs yet (issue 11, phase 3); the CUDA kernel does. */
-  if (r->backend == HOPE_BACKEND_CPU) HOPEI_CHECK_ROTARY_DEFAULT(fn, r->rope_pairing, r->rotary_dim, c->head_dim);
   HOPEI_CHECK(isfinite(r->softmax_scale), "%s: params->softmax_scale is not finite", fn);
   if (r->softmax_scale <= 0.f) r->softmax_scale = (float)(1.0 / sqrt((double)c->head_dim));
   const int64_t q_width = (int64_t)r->num_q_heads * c->head_dim;

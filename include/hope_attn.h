@@ -368,11 +368,10 @@ typedef struct {
  * live in device memory and are the caller's promise. When k_rotated is given, K is rotated once into it
  * by a memory-bound pre-pass and the attention kernel reads it; otherwise K tiles are rotated in shared
  * memory. No allocation or synchronisation: the call can be captured in a CUDA graph.
- * SPEC §8 (rope_pairing, rotary_dim): every CUDA path (the fused kernel, the unfused path, hope_rope_apply,
- * hope_kv_append, hope_decode_forward) and hope_rope_apply / hope_kv_append on the CPU backend take them; the
- * fused kernel rotates whole 16-byte chunks, so when it rotates it takes rotary_dim multiples of 16 only
- * (NOT_SUPPORTED otherwise: use the unfused path). Attention and decode on the CPU backend refuse non-default
- * values with NOT_SUPPORTED for now (the message says so). */
+ * SPEC §8 (rope_pairing, rotary_dim): every path of both backends takes them (the CPU attention and decode,
+ * the fused kernel, the unfused path, hope_rope_apply, hope_kv_append, hope_decode_forward), except that the
+ * fused CUDA kernel rotates whole 16-byte chunks, so when it rotates it takes rotary_dim multiples of 16 only
+ * (NOT_SUPPORTED otherwise, the message naming the unfused path, which takes any even rotary_dim). */
 HOPE_API hope_status_t hope_attention_forward(const hope_attention_params_t *params, void *stream);
 
 /* The unfused GPU reference: rotation, then cuBLAS Q.K^T, a float32 masked softmax that writes LSE, then
