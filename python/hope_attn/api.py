@@ -810,7 +810,7 @@ def decode(q, k_pages, v_pages, cu_seqlens_q, seq_lens, page_table, *, cos_q=Non
 
 __all__ = [
     "version", "version_int", "cuda_device_count", "status_string", "last_error", "Segment", "text", "image",
-    "video", "as_segment", "segment_from_vision_grid", "video_frame_segments", "num_tokens", "positions", "positions_generated",
-    "select_temporal_scales", "RopeConfig", "rope_config", "default_sections", "rope_components", "cos_sin",
+    "video", "as_segment", "segment_from_vision_grid", "video_frame_segments", "num_tokens", "positions",
+    "positions_generated", "select_temporal_scales", "RopeConfig", "rope_config", "default_sections", "rope_components", "cos_sin",
     "RopeCache", "rope_apply", "attention", "merge_states", "kv_append", "decode",
 ]
