@@ -208,6 +208,48 @@ inline AttnCase attn_case(const Layout &l, int dtype, int d, int hq, int hk, boo
   return c;
 }
 
+// Where a problem's arrays live for one call (host or device copies).
+struct AttnPointers {
+  const void *q, *k, *v;
+  const int32_t *cu_q, *cu_k;
+  const float *cos_q, *sin_q, *cos_k, *sin_k;
+  void *out;
+  float *lse;
+  void *k_rotated;  // nullptr: not requested
+};
+
+// The attention params of problem pr on `backend` over the arrays m: shapes, causal mask and the layout's pairing
+// and rotary_dim from the case.
+inline hope_attention_params_t attention_params_of(const AttnProblem &pr, int backend, const AttnPointers &m) {
+  const AttnCase &c = pr.c;
+  hope_attention_params_t p;
+  std::memset(&p, 0, sizeof p);
+  p.backend = backend;
+  p.dtype = c.dtype;
+  p.batch = static_cast<int32_t>(c.lens_q.size());
+  p.num_q_heads = c.hq;
+  p.num_kv_heads = c.hk;
+  p.head_dim = c.head_dim;
+  p.cu_seqlens_q = m.cu_q;
+  p.cu_seqlens_k = m.cu_k;
+  p.max_seqlen_q = hope_test::max_len(c.lens_q);
+  p.max_seqlen_k = hope_test::max_len(c.lens_k);
+  p.q = m.q;
+  p.k = m.k;
+  p.v = m.v;
+  p.out = m.out;
+  p.lse = m.lse;
+  p.cos_q = m.cos_q;
+  p.sin_q = m.sin_q;
+  p.cos_k = m.cos_k;
+  p.sin_k = m.sin_k;
+  p.causal = c.causal ? 1 : 0;
+  p.k_rotated = m.k_rotated;
+  p.rope_pairing = c.layout.pairing;
+  p.rotary_dim = c.layout.rotary_dim;
+  return p;
+}
+
 // ---- decode: cos/sin of a paged problem and the check of its answer --------------------------------------------
 
 // cos/sin of problem (c, d) with layout l: key n of sequence b at position base_b + n, the queries the sequence's

@@ -424,31 +424,10 @@ void run_cpu_attention(const AttnProblem &pr, bool with_krot, AttnResult *r) {
   r->out.poison();
   r->krot.poison();
   r->lse.assign(static_cast<size_t>(pr.total_q) * c.hq, std::nanf(""));
-  hope_attention_params_t p;
-  std::memset(&p, 0, sizeof p);
-  p.backend = HOPE_BACKEND_CPU;
-  p.dtype = c.dtype;
-  p.batch = static_cast<int32_t>(c.lens_q.size());
-  p.num_q_heads = c.hq;
-  p.num_kv_heads = c.hk;
-  p.head_dim = c.head_dim;
-  p.cu_seqlens_q = pr.cu_q.data();
-  p.cu_seqlens_k = pr.cu_k.data();
-  p.max_seqlen_q = hope_test::max_len(c.lens_q);
-  p.max_seqlen_k = hope_test::max_len(c.lens_k);
-  p.q = pr.q.data();
-  p.k = pr.k.data();
-  p.v = pr.v.data();
-  p.out = r->out.data();
-  p.lse = r->lse.data();
-  p.cos_q = pr.cos_q.data();
-  p.sin_q = pr.sin_q.data();
-  p.cos_k = pr.cos_k.data();
-  p.sin_k = pr.sin_k.data();
-  p.causal = c.causal ? 1 : 0;
-  p.k_rotated = with_krot ? r->krot.data() : nullptr;
-  p.rope_pairing = c.layout.pairing;
-  p.rotary_dim = c.layout.rotary_dim;
+  const hope_attention_params_t p = hope_test::rotary::attention_params_of(
+      pr, HOPE_BACKEND_CPU,
+      {pr.q.data(), pr.k.data(), pr.v.data(), pr.cu_q.data(), pr.cu_k.data(), pr.cos_q.data(), pr.sin_q.data(),
+       pr.cos_k.data(), pr.sin_k.data(), r->out.data(), r->lse.data(), with_krot ? r->krot.data() : nullptr});
   ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
 }
 

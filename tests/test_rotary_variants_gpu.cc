@@ -59,33 +59,10 @@ void upload_attention(const AttnProblem &pr, AttnDevice *dv) {
 }
 
 hope_attention_params_t attention_params(const AttnProblem &pr, const AttnDevice &dv, bool with_krot) {
-  const AttnCase &c = pr.c;
-  hope_attention_params_t p;
-  std::memset(&p, 0, sizeof p);
-  p.backend = HOPE_BACKEND_CUDA;
-  p.dtype = c.dtype;
-  p.batch = static_cast<int32_t>(c.lens_q.size());
-  p.num_q_heads = c.hq;
-  p.num_kv_heads = c.hk;
-  p.head_dim = c.head_dim;
-  p.cu_seqlens_q = dv.cu_q.as<int32_t>();
-  p.cu_seqlens_k = dv.cu_k.as<int32_t>();
-  p.max_seqlen_q = hope_test::max_len(c.lens_q);
-  p.max_seqlen_k = hope_test::max_len(c.lens_k);
-  p.q = dv.q.get();
-  p.k = dv.k.get();
-  p.v = dv.v.get();
-  p.out = dv.out.get();
-  p.lse = dv.lse.as<float>();
-  p.cos_q = dv.cos_q.as<float>();
-  p.sin_q = dv.sin_q.as<float>();
-  p.cos_k = dv.cos_k.as<float>();
-  p.sin_k = dv.sin_k.as<float>();
-  p.causal = c.causal ? 1 : 0;
-  p.k_rotated = with_krot ? dv.krot.get() : nullptr;
-  p.rope_pairing = c.layout.pairing;
-  p.rotary_dim = c.layout.rotary_dim;
-  return p;
+  return attention_params_of(pr, HOPE_BACKEND_CUDA,
+                             {dv.q.get(), dv.k.get(), dv.v.get(), dv.cu_q.as<int32_t>(), dv.cu_k.as<int32_t>(),
+                              dv.cos_q.as<float>(), dv.sin_q.as<float>(), dv.cos_k.as<float>(), dv.sin_k.as<float>(),
+                              dv.out.get(), dv.lse.as<float>(), with_krot ? dv.krot.get() : nullptr});
 }
 
 // Re-poisons the outputs, runs `run` (which calls the library on the null stream), synchronises and downloads.
