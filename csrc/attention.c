@@ -54,10 +54,8 @@ static hope_status_t check_cu_seqlens(const char *fn, const char *name, const in
 }
 
 /* Validates *params for entry point `fn` and writes the resolved copy to *r. On SUCCESS with r->batch == 0
- * the call is a no-op. `fused`: the call is hope_attention_forward (whose CUDA backend takes SPEC §8's pairing and
- * rotary_dim). */
-static hope_status_t validate(const char *fn, const hope_attention_params_t *params, hope_attention_params_t *r,
-                              bool fused) {
+ * the call is a no-op. */
+static hope_status_t validate(const char *fn, const hope_attention_params_t *params, hope_attention_params_t *r) {
   HOPEI_CHECK_NOT_NULL(fn, params);
   *r = *params;
   HOPEI_CHECK(r->backend == HOPE_BACKEND_CUDA || r->backend == HOPE_BACKEND_CPU,
@@ -73,10 +71,8 @@ static hope_status_t validate(const char *fn, const hope_attention_params_t *par
               "%s: params->head_dim is %d, must be even and in [2, %d]", fn, r->head_dim, HOPEI_ATTN_MAX_HEAD_DIM);
   HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r->rope_pairing, r->rotary_dim, r->head_dim,
                                  &r->rotary_dim));
-  /* SPEC §8 pairing and rotary_dim: the fused CUDA kernels (both families and the K pre-pass) take them, verified
-   * on the emulated GPU; the CPU backend and the unfused path refuse them until they are verified. */
-  if (!(fused && r->backend == HOPE_BACKEND_CUDA))
-    HOPEI_CHECK_ROTARY_DEFAULT(fn, r->rope_pairing, r->rotary_dim, r->head_dim);
+  /* Every backend rotates SPEC §8's pairs (the fused CUDA kernel's rotary_dim % 16 rule is in its plan,
+   * kernels/attention/fused_launch.cu). */
   HOPEI_CHECK(isfinite(r->softmax_scale), "%s: params->softmax_scale is not finite", fn);
   if (r->softmax_scale <= 0.f) r->softmax_scale = (float)(1.0 / sqrt((double)r->head_dim));
   HOPEI_CHECK(r->max_seqlen_q >= 0, "%s: params->max_seqlen_q is %d, must be >= 0", fn, r->max_seqlen_q);
@@ -120,8 +116,8 @@ static hope_status_t validate(const char *fn, const hope_attention_params_t *par
   HOPEI_TRY(check_extent(fn, "v", total_k, r->v_row_stride, kv_width, limit));
   HOPEI_TRY(check_extent(fn, "out", total_q, q_width, q_width, limit));
   HOPEI_TRY(check_extent(fn, "k_rotated", total_k, kv_width, kv_width, limit));
-  HOPEI_TRY(check_extent(fn, "cos_q/sin_q", total_q, r->head_dim / 2, r->head_dim / 2, limit));
-  HOPEI_TRY(check_extent(fn, "cos_k/sin_k", total_k, r->head_dim / 2, r->head_dim / 2, limit));
+  HOPEI_TRY(check_extent(fn, "cos_q/sin_q", total_q, r->rotary_dim / 2, r->rotary_dim / 2, limit));
+  HOPEI_TRY(check_extent(fn, "cos_k/sin_k", total_k, r->rotary_dim / 2, r->rotary_dim / 2, limit));
   HOPEI_TRY(check_extent(fn, "lse", r->num_q_heads, total_q, total_q, limit));
   if (r->backend == HOPE_BACKEND_CPU) {
     /* The CPU backend keeps packed float32 (or bfloat16) copies of q, k and v, head_dim padded to a multiple
@@ -139,7 +135,7 @@ hope_status_t hope_attention_forward(const hope_attention_params_t *params, void
   HOPEI_NVTX_SCOPE(HOPEI_RANGE_ATTENTION_FORWARD);
   static const char *fn = "hope_attention_forward";
   hope_attention_params_t r;
-  HOPEI_TRY(validate(fn, params, &r, true));
+  HOPEI_TRY(validate(fn, params, &r));
   if (r.batch == 0) return HOPE_SUCCESS;
   if (r.backend == HOPE_BACKEND_CPU) return hopei_attention_cpu(&r);
   HOPEI_TRY(hopei_require_device(fn));
@@ -159,7 +155,7 @@ hope_status_t hope_attention_unfused_workspace_size(const hope_attention_params_
   static const char *fn = "hope_attention_unfused_workspace_size";
   HOPEI_CHECK_NOT_NULL(fn, workspace_bytes);
   hope_attention_params_t r;
-  HOPEI_TRY(validate(fn, params, &r, false));
+  HOPEI_TRY(validate(fn, params, &r));
   if (r.backend == HOPE_BACKEND_CPU) return unfused_cpu_unsupported(fn);
   if (r.batch == 0) {
     *workspace_bytes = 0;
@@ -177,7 +173,7 @@ hope_status_t hope_attention_forward_unfused(const hope_attention_params_t *para
   HOPEI_NVTX_SCOPE(HOPEI_RANGE_ATTENTION_FORWARD_UNFUSED);
   static const char *fn = "hope_attention_forward_unfused";
   hope_attention_params_t r;
-  HOPEI_TRY(validate(fn, params, &r, false));
+  HOPEI_TRY(validate(fn, params, &r));
   if (r.backend == HOPE_BACKEND_CPU) return unfused_cpu_unsupported(fn);
   if (r.batch == 0) return HOPE_SUCCESS;
   HOPEI_CHECK(workspace != NULL || workspace_bytes == 0,

@@ -374,11 +374,11 @@ typedef struct {
  * memory and are the caller's promise. When k_rotated is given, K is rotated once into it by a memory-bound
  * pre-pass and the attention kernel reads it; otherwise K tiles are rotated in shared memory. No allocation
  * or synchronisation: the call can be captured in a CUDA graph.
- * SPEC §8 (rope_pairing, rotary_dim): the fused CUDA kernel (both families, both K paths) takes them; it rotates
- * whole 16-byte chunks, so rotary_dim must be a multiple of 16 there (NOT_SUPPORTED otherwise). Until each path
- * is verified, non-default values are NOT_SUPPORTED on this call's CPU backend, the unfused path, decode and the
- * CUDA backends of hope_rope_apply and hope_kv_append (the message says so); hope_rope_apply and hope_kv_append
- * on the CPU backend, cos/sin and the caches take them. */
+ * SPEC §8 (rope_pairing, rotary_dim): every path of both backends takes them (the CPU attention and decode,
+ * the fused kernel of both families, the unfused path, hope_rope_apply, hope_kv_append, hope_decode_forward),
+ * except that the fused CUDA kernel rotates whole 16-byte chunks, so when it rotates it takes rotary_dim
+ * multiples of 16 only (NOT_SUPPORTED otherwise, the message naming the unfused path, which takes any even
+ * rotary_dim). */
 HOPE_API hope_status_t hope_attention_forward(const hope_attention_params_t *params, void *stream);
 
 /* The unfused GPU reference: rotation, then cuBLAS Q.K^T, a float32 masked softmax that writes LSE, then

@@ -50,7 +50,7 @@ filter=${HOPE_EMU_FILTER:-'Gpu|NoDevice|PtxKat|Emu(Hazards|Runtime|Math)|Emulate
 # The ctest entry that repeats the fused suites with the sm80 family forced (for real Hopper GPUs) is left out:
 # the 8.0-device run below covers that family here, with its tests spread over the cores.
 exclude='AllWithSm80FamilyForced'
-sm80_filter='AttentionFused'  # the suites whose kernel family depends on the device
+sm80_filter='AttentionFused|RotaryFusedAttention|RotaryAttentionGpu'  # the suites whose kernel family depends on the device
 
 launcher=()
 if command -v ccache > /dev/null; then

@@ -43,6 +43,14 @@ mutations=(
   "merge-splits-weight|kernels/serving/decode_launch.cu|const float w = exp2f(v - mx);|const float w = exp2f(mx - v);|DecodeGpu"
   "rope-apply-sign|kernels/rope/apply.cu|y0[i] = x0[i] * c[u][i] - x1[i] * s[u][i];|y0[i] = x0[i] * c[u][i] + x1[i] * s[u][i];|RopeApplyGpu"
   "unfused-causal-mask|kernels/attention/unfused.cu|if (causal) last = min(last, static_cast<int64_t>(i) + nk - nq);|if (causal) last = min(last, static_cast<int64_t>(i) + nk - nq - 1);|AttentionUnfused"
+  # SPEC §8 pairing and rotary_dim (tests/test_rotary_variants_gpu.cc and the §8 cases of test_rope_gpu.cc)
+  "interleaved-pair-swap|kernels/attention/rope_tile.cuh|w[j] = pack2<T>(rope_first(x.x, x.y, c[j], s[j]), rope_second(x.x, x.y, c[j], s[j]));|w[j] = pack2<T>(rope_first(x.y, x.x, c[j], s[j]), rope_second(x.y, x.x, c[j], s[j]));|RotaryFusedAttention"
+  "rotate-tile-cos-stride|kernels/attention/fwd_kernel.cuh|const int64_t off = static_cast<int64_t>(r) * rot_half;|const int64_t off = static_cast<int64_t>(r) * Traits::kHalf;|RotaryFusedAttention|HOPE_EMU_CC=80"
+  "prepass-passthrough-chunk|kernels/attention/k_prepass.cu|const int ch = rot_chunks + (c - rot_items);|const int ch = rot_items + (c - rot_items);|RotaryFusedAttention"
+  "decode-q-cos-stride|kernels/serving/decode.cuh|a.cos_q[token * a.rl.rot_half + i], s = a.sin_q[token * a.rl.rot_half + i];|a.cos_q[token * Tr::kHalf + i], s = a.sin_q[token * Tr::kHalf + i];|RotaryDecodeGpu"
+  "kv-append-passthrough|kernels/serving/kv_append.cu|      kd[db] = k2;|      kd[db] = k1;|RotaryDecodeGpu"
+  "unfused-cos-stride|kernels/attention/unfused.cu|cos[tok * rl.rot_half + c], sn = sin[tok * rl.rot_half + c];|cos[tok * half + c], sn = sin[tok * half + c];|RotaryUnfusedAttention"
+  "rope-apply-passthrough|kernels/rope/apply.cu|dst[db] = e1;|dst[db] = e0;|RopeApplyGpu"
 )
 if [ -f scripts/mutations-sm90.txt ]; then  # the sm90 kernel's mutations, same format (lines; # comments)
   while IFS= read -r line; do [ -n "$line" ] && [ "${line#\#}" = "$line" ] && mutations+=("$line"); done < scripts/mutations-sm90.txt

@@ -98,25 +98,12 @@ TEST_P(DecodeCpu, MatchesFloat64) {
   Tensor out(c.dtype, static_cast<size_t>(d.total_q) * c.hq * c.head_dim);
   out.poison();
   std::vector<float> lse(static_cast<size_t>(c.hq) * d.total_q, std::nanf(""));
-  hope_decode_params_t p{};
-  p.backend = HOPE_BACKEND_CPU;
-  p.cache = cache.desc;
-  p.batch = d.batch;
-  p.num_q_heads = c.hq;
-  p.cu_seqlens_q = d.cu_q.data();
-  p.max_seqlen_q = d.max_q;
-  p.seq_lens = c.lens.data();
-  p.max_seqlen_k = d.max_k;
-  p.page_table = d.page_table.data();
-  p.max_pages_per_seq = d.max_pages;
-  p.q = q.data();
+  hope_decode_params_t p = hope_test::decode_params(HOPE_BACKEND_CPU, c, d, cache.desc, d.cu_q.data(), c.lens.data(),
+                                                    d.page_table.data(), q.data(), out.data());
   p.q_row_stride = c.q_pad ? q_stride : 0;
-  p.out = out.data();
   p.lse = c.with_lse ? lse.data() : nullptr;
   p.cos_q = c.rope ? d.cos_q.data() : nullptr;
   p.sin_q = c.rope ? d.sin_q.data() : nullptr;
-  p.causal = c.causal;
-  p.num_splits = c.num_splits;
   size_t ws_bytes = 12345;
   ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
   if (c.num_splits == 1) EXPECT_EQ(ws_bytes, 0u);

@@ -180,9 +180,10 @@ hope_status_t plan_fused(const hope_attention_params_t *p, FusedPlan *plan) {
                         "kernel needs (cp.async); use hope_attention_forward_unfused", kFn, x.name,
                         static_cast<long long>(x.stride));
   }
-  // SPEC §8: the rotary dims are rotated in whole 16-byte chunks (rotate-half pairs chunk c with c + rot/16).
+  // SPEC §8: the rotary dims are rotated in whole 16-byte chunks (rotate-half pairs chunk c with c + rot/16);
+  // without cos/sin nothing rotates and any rotary_dim goes.
   const int32_t rot = p->rotary_dim != 0 ? p->rotary_dim : p->head_dim;
-  if (rot % 16 != 0)
+  if (rot % 16 != 0 && (p->cos_q != nullptr || p->cos_k != nullptr))
     return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,
                       "%s: the fused CUDA kernel rotates whole 16-byte chunks and needs rotary_dim to be a multiple "
                       "of 16 (got %d); hope_attention_forward_unfused and the CPU backend take any even rotary_dim",
