@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""Prefill attention benchmark: hope_attn's fused kernel (three K-rotation modes) and its unfused path against
-PyTorch SDPA (flash and cuDNN backends), with and without a rotary pass, on one GPU.
+"""Prefill attention benchmark: hope_attn's fused kernels (both architecture families, three K-rotation modes)
+and its unfused path against PyTorch SDPA (flash and cuDNN backends) with a torch.compile'd rotary kernel in
+front, on one GPU, in one run.
 
 Shape (the Qwen2-VL-7B attention): bfloat16, head_dim 128, causal, Hq 28, Hk 4, one sequence of N tokens,
-N in {2048, 8192, 32768}. Rows:
-  hope fused (cos/sin)            q rotated in-kernel, K tiles rotated in-kernel
-  hope fused (no rotation)        cos/sin NULL: the attention alone
-  hope fused (k_rotated pre-pass) K rotated once into a k_rotated buffer, then attention on it
-  hope rope_apply + unfused       hope_rope_apply on q and k, then the cuBLAS unfused path (where its
-                                  O(Hq N^2) workspace fits)
-  torch sdpa flash / cudnn        torch.nn.attention.sdpa_kernel(backend), no rotation
-  torch rotate + sdpa flash/cudnn a plain torch rotate-half pass on q and k, then SDPA
+N in {2048, 8192, 32768, 131072} (131072 skipped when it does not fit the free memory). Rows:
+  hope sm90 / sm80 (cos/sin in-kernel)       q rotated in-kernel, K tiles rotated in-kernel
+  hope sm90 / sm80 (k_rotated pre-pass)      K rotated once into a k_rotated buffer, then attention on it
+  hope sm90 / sm80 (no rotation)             cos/sin NULL: the attention alone
+      (the family is forced with HOPE_ATTN_KERNEL_FAMILY; sm90 rows report NOT_SUPPORTED off Hopper)
+  hope rope_apply + unfused                  hope_rope_apply on q and k, then the cuBLAS unfused path (where
+                                             its O(Hq N^2) workspace fits)
+  torch sdpa flash / cudnn                   torch.nn.attention.sdpa_kernel(backend), no rotation
+  torch compiled rotary + sdpa flash/cudnn   a torch.compile'd rotate-half of q and k (float32 math, rounded to
+                                             bf16), then SDPA: the pipeline a user would otherwise run
 Timing: CUDA events around each call, warm-up first, the median of the timed runs. TFLOP/s counts
-4 * N^2 * d * Hq / 2 (causal). Writes two files into --out ($OUT if set, else benchmarks/results/):
-prefill_bench.json and (when matplotlib is present) prefill_bench.png, and appends its markdown table to
---markdown (default: bench.md in the same folder). Without PyTorch or a CUDA device it prints why and exits 0.
+4 * N^2 * d * Hq / 2 (causal). Derived per N: the best fused rotated hope row against the best torch pipeline
+(speedup), and the sm90 rotation overhead (best rotated sm90 over sm90 without rotation). Writes two files
+into --out ($OUT if set, else benchmarks/results/): prefill_bench.json and (when matplotlib is present)
+prefill_bench.png, and appends its markdown table to --markdown (default: bench.md in the same folder).
+Without PyTorch or a CUDA device it prints why and exits 0.
 
 The library: $HOPE_ATTN_LIBRARY, else build-gpu/libhope_attn.so (then build/) under the repository root.
 Every row is independent: a failure is recorded in the results and the next row runs.
@@ -74,14 +79,48 @@ def torch_rotate(torch, x, cos, sin):
     return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).to(x.dtype)
 
 
+def compiled_rotary(torch, results):
+    """torch_rotate of q and k in one torch.compile'd function (dynamic shapes: one compilation serves every N),
+    returning [1, H, N, d] views for SDPA; the eager function (noted in results) when compilation fails."""
+    def rotate_qk(q, k, cos, sin):
+        return (torch_rotate(torch, q, cos, sin).unsqueeze(0).transpose(1, 2),
+                torch_rotate(torch, k, cos, sin).unsqueeze(0).transpose(1, 2))
+    try:
+        fn = torch.compile(rotate_qk, dynamic=True)
+        results["rotary"] = "torch.compile(dynamic=True)"
+        return fn
+    except Exception as e:  # noqa: BLE001
+        results["errors"].append(f"torch.compile unavailable ({type(e).__name__}: {e}); eager rotary used")
+        results["rotary"] = "eager"
+        return rotate_qk
+
+
+class KernelFamily:
+    """`with KernelFamily("sm80"):` sets HOPE_ATTN_KERNEL_FAMILY (read by the library on every call)."""
+
+    def __init__(self, family):
+        self.family, self.saved = family, None
+
+    def __enter__(self):
+        self.saved = os.environ.get("HOPE_ATTN_KERNEL_FAMILY")
+        os.environ["HOPE_ATTN_KERNEL_FAMILY"] = self.family
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            os.environ.pop("HOPE_ATTN_KERNEL_FAMILY", None)
+        else:
+            os.environ["HOPE_ATTN_KERNEL_FAMILY"] = self.saved
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seqlens", default="2048,8192,32768")
+    ap.add_argument("--seqlens", default="2048,8192,32768,131072")
     ap.add_argument("--hq", type=int, default=28)
     ap.add_argument("--hk", type=int, default=4)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--families", default="sm90,sm80", help="hope kernel families to time (HOPE_ATTN_KERNEL_FAMILY)")
     ap.add_argument("--unfused-max-seqlen", type=int, default=8192)
     ap.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "benchmarks" / "results"))
     ap.add_argument("--markdown", default=None, help="markdown file to append the table to (default OUT/bench.md)")
@@ -89,7 +128,8 @@ def main():
     results = {"benchmark": "prefill", "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                "shape": {"dtype": "bfloat16", "head_dim": args.head_dim, "num_q_heads": args.hq,
                          "num_kv_heads": args.hk, "causal": True, "batch": 1},
-               "flops_formula": "4 * N^2 * d * Hq / 2 (causal)", "rows": [], "checks": [], "errors": []}
+               "flops_formula": "4 * N^2 * d * Hq / 2 (causal)", "rows": [], "checks": [], "derived": [],
+               "errors": []}
 
     try:
         import torch
@@ -103,6 +143,7 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path = pathlib.Path(args.markdown) if args.markdown else out_dir / "bench.md"
     results["device"] = torch.cuda.get_device_name()
+    results["compute_capability"] = "%d.%d" % torch.cuda.get_device_capability()
     results["torch"] = torch.__version__
     results["cuda"] = torch.version.cuda
 
@@ -118,14 +159,25 @@ def main():
     except Exception:  # noqa: BLE001
         SDPBackend = sdpa_kernel = None
         results["errors"].append("torch.nn.attention.sdpa_kernel unavailable: torch SDPA rows skipped")
+    rotate_qk = compiled_rotary(torch, results) if sdpa_kernel is not None else None
 
     d, hq, hk = args.head_dim, args.hq, args.hk
     scale = 1.0 / math.sqrt(d)
     stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+    families = [f for f in args.families.split(",") if f]
 
     for n in [int(x) for x in args.seqlens.split(",") if x]:
         flops = 4.0 * n * n * d * hq / 2.0
-        iters = max(3, args.iters if n <= 8192 else args.iters // 2)
+        iters = max(3, args.iters if n <= 8192 else args.iters // 2 if n <= 32768 else 3)
+        warmup = args.warmup if n <= 32768 else 1
+        # q, k, v, out, k_rot, cos/sin, plus the torch pipeline's rotated copies and outputs: about 4x q.
+        need = 4 * (n * hq * d * 2) + 6 * (n * hk * d * 2) + 2 * n * (d // 2) * 4
+        free, _ = torch.cuda.mem_get_info()
+        if need > 0.7 * free:
+            results["rows"].append({"name": "(all)", "seqlen": n,
+                                    "skipped": f"needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"})
+            print(f"N={n:6d} skipped: needs about {need / 2**30:.1f} GiB", flush=True)
+            continue
         torch.manual_seed(n)
         q = torch.randn(n, hq, d, device="cuda", dtype=torch.bfloat16)
         k = torch.randn(n, hk, d, device="cuda", dtype=torch.bfloat16)
@@ -137,19 +189,20 @@ def main():
         k_rot = torch.empty_like(k)
         outputs = {}
 
-        def record(name, fn, note=""):
+        def record(name, fn, note="", it=iters, wu=warmup):
             row = {"name": name, "seqlen": n, "note": note}
             try:
                 with NvtxRange(torch, f"{name} N={n}"):
-                    med, best = time_cuda(torch, fn, args.warmup, iters)
+                    med, best = time_cuda(torch, fn, wu, it)
                 row.update(ms_median=med, ms_min=best, tflops=flops / (med * 1e-3) / 1e12)
-                print(f"N={n:6d} {name:34s} {med:9.3f} ms {row['tflops']:7.1f} TFLOP/s {note}", flush=True)
+                print(f"N={n:6d} {name:40s} {med:9.3f} ms {row['tflops']:7.1f} TFLOP/s {note}", flush=True)
             except Exception as e:  # noqa: BLE001
                 row["error"] = f"{type(e).__name__}: {e}"
-                print(f"N={n:6d} {name:34s} FAILED: {row['error']}", flush=True)
+                print(f"N={n:6d} {name:40s} FAILED: {row['error']}", flush=True)
                 traceback.print_exc()
                 torch.cuda.synchronize()
             results["rows"].append(row)
+            return "ms_median" in row
 
         if lib is not None:
             def params(rotate=True, k_rotated=None):
@@ -167,15 +220,16 @@ def main():
                 return p
 
             p_rot, p_norot, p_pre = params(True), params(False), params(True, k_rot)
-            record("hope fused (cos/sin in-kernel)",
-                   lambda: check(lib, lib.hope_attention_forward(ctypes.byref(p_rot), stream), "fused"))
-            outputs["hope_fused_rot"] = out.clone()
-            record("hope fused (k_rotated pre-pass)",
-                   lambda: check(lib, lib.hope_attention_forward(ctypes.byref(p_pre), stream), "fused pre-pass"))
-            outputs["hope_fused_prepass"] = out.clone()
-            record("hope fused (no rotation)",
-                   lambda: check(lib, lib.hope_attention_forward(ctypes.byref(p_norot), stream), "fused"))
-            outputs["hope_fused_norot"] = out.clone()
+            for fam in families:
+                with KernelFamily(fam):
+                    for label, prm, key in (("cos/sin in-kernel", p_rot, "rot"), ("k_rotated pre-pass", p_pre, "prepass"),
+                                            ("no rotation", p_norot, "norot")):
+                        out.fill_(float("nan"))
+                        ok = record(f"hope {fam} ({label})",
+                                    lambda prm=prm: check(lib, lib.hope_attention_forward(ctypes.byref(prm), stream),
+                                                          f"fused {fam}"))
+                        if ok:
+                            outputs[f"hope_{fam}_{key}"] = out.clone()
 
             # rope_apply on q and k, then the unfused cuBLAS path, where its workspace fits.
             ws_bytes = ctypes.c_size_t(0)
@@ -205,9 +259,9 @@ def main():
                         check(lib, lib.hope_rope_apply(ctypes.byref(rk), stream), "rope_apply k")
                         check(lib, lib.hope_attention_forward_unfused(ctypes.byref(p_unf), ctypes.c_void_p(ws.data_ptr()),
                                                                       ws_bytes.value, stream), "unfused")
-                    record("hope rope_apply + unfused", unfused, f"workspace {ws_bytes.value / 2**30:.2f} GiB")
-                    outputs["hope_unfused_rot"] = out.clone()
-                    del ws
+                    if record("hope rope_apply + unfused", unfused, f"workspace {ws_bytes.value / 2**30:.2f} GiB"):
+                        outputs["hope_unfused_rot"] = out.clone()
+                    del ws, q_r, k_r
             except Exception as e:  # noqa: BLE001
                 results["rows"].append({"name": "hope rope_apply + unfused", "seqlen": n,
                                         "error": f"{type(e).__name__}: {e}"})
@@ -240,31 +294,39 @@ def main():
                     res["o"] = sdpa(qt, kx, vx)
                 record(f"torch sdpa {label}", plain, note)
 
-                def rotated(kx=kx, vx=vx):
-                    qr = torch_rotate(torch, q, cos, sin).unsqueeze(0).transpose(1, 2)
-                    kr = torch_rotate(torch, k, cos, sin).unsqueeze(0).transpose(1, 2)
+                def rotated(vx=vx):
+                    qr, kr = rotate_qk(q, k, cos, sin)
                     if not mode["gqa"]:
                         kr = kr.repeat_interleave(group, 1)
                     res["o"] = sdpa(qr, kr, vx)
-                record(f"torch rotate + sdpa {label}", rotated,
-                       note + ("; " if note else "") + "torch rotate-half pass on q and k (float32 math)")
-                if "o" in res:
+                if record(f"torch compiled rotary + sdpa {label}", rotated,
+                          note + ("; " if note else "") + f"rotate-half of q and k by {results.get('rotary')}"):
                     outputs[f"torch_{label}_rot"] = res["o"][0].transpose(0, 1).contiguous()
+                res.clear()
 
-        # Cross-checks: every rotated result against the first torch one (and the two K paths bit for bit).
+        # Cross-checks: every rotated result against the first torch one; the two K paths of one family bit for
+        # bit; sm90 against sm80.
         ref_key = next((k_ for k_ in ("torch_flash_rot", "torch_cudnn_rot") if k_ in outputs), None)
         for key, val in outputs.items():
-            if key == "hope_fused_norot" or key == ref_key or ref_key is None:
+            if key.endswith("_norot") or key == ref_key or ref_key is None:
                 continue
             ref = outputs[ref_key].float()
             rel = ((val.float() - ref).norm() / ref.norm()).item()
             results["checks"].append({"seqlen": n, "what": f"{key} vs {ref_key}", "relative_error": rel})
             print(f"N={n:6d} check {key} vs {ref_key}: relative error {rel:.2e}", flush=True)
-        if "hope_fused_rot" in outputs and "hope_fused_prepass" in outputs:
-            same = bool(torch.equal(outputs["hope_fused_rot"], outputs["hope_fused_prepass"]))
-            results["checks"].append({"seqlen": n, "what": "fused in-kernel vs pre-pass K rotation bit-identical",
-                                      "value": same})
-            print(f"N={n:6d} check in-kernel vs pre-pass K rotation identical: {same}", flush=True)
+        for fam in families:
+            a_, b_ = outputs.get(f"hope_{fam}_rot"), outputs.get(f"hope_{fam}_prepass")
+            if a_ is not None and b_ is not None:
+                same = bool(torch.equal(a_, b_))
+                results["checks"].append({"seqlen": n, "value": same,
+                                          "what": f"{fam}: in-kernel vs pre-pass K rotation bit-identical"})
+                print(f"N={n:6d} check {fam} in-kernel vs pre-pass K rotation identical: {same}", flush=True)
+        if "hope_sm90_norot" in outputs and "hope_sm80_norot" in outputs:
+            a_, b_ = outputs["hope_sm90_norot"].float(), outputs["hope_sm80_norot"].float()
+            rel = ((a_ - b_).norm() / b_.norm()).item()
+            results["checks"].append({"seqlen": n, "what": "sm90 vs sm80 (no rotation)", "relative_error": rel})
+            print(f"N={n:6d} check sm90 vs sm80 (no rotation): relative error {rel:.2e}", flush=True)
+        derive(results, n)
         del q, k, v, out, lse, k_rot, outputs
         torch.cuda.empty_cache()
 
@@ -275,13 +337,34 @@ def main():
     return 0
 
 
+def derive(results, n):
+    """The issue's two figures for N: the best fused rotated hope row against the best torch pipeline with
+    rotation, and the sm90 rotation overhead (its best rotated row over its unrotated row)."""
+    ms = {r["name"]: r["ms_median"] for r in results["rows"] if r["seqlen"] == n and "ms_median" in r}
+    hope_rot = {k: v for k, v in ms.items() if k.startswith("hope sm") and "no rotation" not in k}
+    torch_rot = {k: v for k, v in ms.items() if k.startswith("torch compiled rotary")}
+    d = {"seqlen": n}
+    if hope_rot and torch_rot:
+        hb, tb = min(hope_rot, key=hope_rot.get), min(torch_rot, key=torch_rot.get)
+        d.update(best_hope=hb, best_hope_ms=hope_rot[hb], best_torch=tb, best_torch_ms=torch_rot[tb],
+                 speedup=torch_rot[tb] / hope_rot[hb])
+    sm90 = {k: v for k, v in hope_rot.items() if k.startswith("hope sm90")}
+    if sm90 and "hope sm90 (no rotation)" in ms:
+        best = min(sm90.values())
+        d.update(sm90_rotation_overhead=best / ms["hope sm90 (no rotation)"] - 1.0)
+    if len(d) > 1:
+        results["derived"].append(d)
+        print(f"N={n:6d} derived: {d}", flush=True)
+
+
 def append_markdown(results, path):
     seqlens = sorted({r["seqlen"] for r in results["rows"]})
     names = list(dict.fromkeys(r["name"] for r in results["rows"]))
     lines = [f"## Prefill attention, {results.get('device', '?')}", "",
              f"bf16, head_dim {results['shape']['head_dim']}, causal, Hq {results['shape']['num_q_heads']}, "
              f"Hk {results['shape']['num_kv_heads']}, batch 1. Median ms (TFLOP/s, {results['flops_formula']}). "
-             f"torch {results.get('torch', '?')}, CUDA {results.get('cuda', '?')}.", "",
+             f"torch {results.get('torch', '?')}, CUDA {results.get('cuda', '?')}, rotary "
+             f"{results.get('rotary', '?')}.", "",
              "| row | " + " | ".join(f"N={s}" for s in seqlens) + " |",
              "|---|" + "---|" * len(seqlens)]
     for name in names:
@@ -297,6 +380,17 @@ def append_markdown(results, path):
             else:
                 cells.append("error")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if results["derived"]:
+        lines += ["", "Derived (best fused rotated hope row vs best torch compiled-rotary pipeline; sm90 rotation "
+                  "overhead = best rotated sm90 / sm90 without rotation - 1):", ""]
+        for d in results["derived"]:
+            parts = [f"N={d['seqlen']}"]
+            if "speedup" in d:
+                parts.append(f"{d['best_hope']} {d['best_hope_ms']:.3f} ms vs {d['best_torch']} "
+                             f"{d['best_torch_ms']:.3f} ms: {d['speedup']:.2f}x")
+            if "sm90_rotation_overhead" in d:
+                parts.append(f"sm90 rotation overhead {100 * d['sm90_rotation_overhead']:+.1f}%")
+            lines.append("- " + "; ".join(parts))
     if results["checks"]:
         lines += ["", "Checks:", ""]
         for c in results["checks"]:

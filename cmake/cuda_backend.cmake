@@ -12,6 +12,14 @@
 #     ON    the CUDA backend is built for the emulated GPU (emulator/, scripts/emulated-gpu.sh): the kernels
 #           compiled by the host C++ compiler and run as fibers, linked against the emulator's CUDA runtime and
 #           cuBLAS (libhope_emu.so). Needs the toolkit's headers, not nvcc and not a GPU. Implies the backend.
+#   HOPE_SM90 = ON (default) | OFF
+#     The Hopper fused-attention family (kernels/instances/*_sm90.cu: wgmma, TMA, mbarriers, setmaxnreg). In CUDA
+#     mode those files form an object library of their own, compiled for HOPE_SM90_CUDA_ARCHITECTURES only
+#     (default 90a-real: the instructions exist on sm_90a alone, whatever CMAKE_CUDA_ARCHITECTURES says; a
+#     toolkit older than 12.0 cannot compile them and leaves them out with a warning). In EMULATED mode they are
+#     compiled by the host compiler like every other kernel source, and the emulated GPU runs them. Either way
+#     the library is built with HOPE_WITH_SM90=1 and the planner (kernels/attention/fused_launch.cu) runs them on
+#     compute capability 9.x.
 #   HOPE_WITH_NVTX = AUTO (default) | ON | OFF
 #     The NVTX v3 ranges of every entry point (header-only nvtx3: the toolkit's, or any nvtx3/ directory found
 #     on the include path or given as HOPE_NVTX3_INCLUDE_DIR). OFF, or AUTO without the headers: the ranges
@@ -23,6 +31,7 @@
 #   hope_cuda_runtime       an interface target: the CUDA runtime that tests and examples link (they allocate
 #                           device memory themselves): CUDA::cudart, or the emulator's
 #   HOPE_C_SOURCES          the host C files of every mode (csrc/**/*.c less those named below)
+#   HOPE_SM90_ENABLED       ON when the sm90 family is built (HOPE_SM90 and a backend that can build it)
 #   HOPE_HAVE_NVTX          ON when the ranges are compiled in; HOPE_NVTX3_DIR is then an include directory
 #                           that holds nvtx3/ only (never the rest of the toolkit); the headers need libdl
 #   hope_use_backend(<target>)  adds the backend sources (kernels/**/*.cu + csrc/cuda/*.c, or csrc/no_cuda.c),
@@ -47,6 +56,8 @@ if(NOT _hope_with_nvtx MATCHES "^(AUTO|ON|OFF)$")
 endif()
 
 option(HOPE_EMULATED_DEVICE "Build the CUDA backend for the emulated GPU (no nvcc, no GPU needed)" OFF)
+option(HOPE_SM90 "Build the Hopper (sm_90a) fused attention kernels; compute capability 9.x devices run them" ON)
+set(HOPE_SM90_CUDA_ARCHITECTURES "90a-real" CACHE STRING "CUDA architectures of the sm90 kernel family (sm_90a)")
 
 # ---- CUDA: decide the mode ------------------------------------------------------------------------------
 set(HOPE_CUDA_MODE NONE)
@@ -81,6 +92,16 @@ elseif(NOT _hope_with_cuda STREQUAL "OFF")
     endif()
   else()
     set(_hope_cuda_why "no CUDA compiler found (nvcc is not on PATH; set CUDACXX or -DHOPE_WITH_CUDA=ON to insist)")
+  endif()
+endif()
+set(HOPE_SM90_ENABLED OFF)
+if(HOPE_SM90 AND HOPE_CUDA_MODE STREQUAL "EMULATED")
+  set(HOPE_SM90_ENABLED ON)
+elseif(HOPE_SM90 AND HOPE_CUDA_MODE STREQUAL "CUDA")
+  if(CMAKE_CUDA_COMPILER_VERSION VERSION_LESS 12.0)
+    message(WARNING "hope_attn: CUDA ${CMAKE_CUDA_COMPILER_VERSION} cannot compile sm_90a; the sm90 kernels are left out")
+  else()
+    set(HOPE_SM90_ENABLED ON)
   endif()
 endif()
 if(HOPE_CUDA_MODE STREQUAL "CUDA")
@@ -143,12 +164,35 @@ file(GLOB_RECURSE HOPE_C_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/csrc/*.
 list(FILTER HOPE_C_SOURCES EXCLUDE REGEX "/csrc/(cuda/.*|no_cuda\\.c|nvtx\\.c)$")
 file(GLOB_RECURSE HOPE_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/*.cu)
 file(GLOB HOPE_CUDA_HOST_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/csrc/cuda/*.c)
+# The sm90 family's instances: compiled apart (CUDA: their own architectures), or not at all.
+file(GLOB HOPE_SM90_KERNEL_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/instances/*_sm90.cu)
+list(REMOVE_ITEM HOPE_CUDA_KERNEL_SOURCES ${HOPE_SM90_KERNEL_SOURCES})
+if(HOPE_SM90_ENABLED)
+  if(HOPE_CUDA_MODE STREQUAL "CUDA")
+    message(STATUS "hope_attn: sm90 kernel family ON (architectures ${HOPE_SM90_CUDA_ARCHITECTURES})")
+    # One object library serves every target hope_use_backend() builds; its own architectures (sm_90a only).
+    add_library(hope_attn_sm90 OBJECT ${HOPE_SM90_KERNEL_SOURCES})
+    target_include_directories(hope_attn_sm90 PRIVATE
+      ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/csrc ${PROJECT_SOURCE_DIR}/kernels)
+    target_compile_options(hope_attn_sm90 PRIVATE --expt-relaxed-constexpr -Xcompiler=-fvisibility=hidden -lineinfo)
+    set_target_properties(hope_attn_sm90 PROPERTIES
+      CUDA_ARCHITECTURES "${HOPE_SM90_CUDA_ARCHITECTURES}" CUDA_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON
+      POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF)
+  else()
+    message(STATUS "hope_attn: sm90 kernel family ON (emulated)")
+  endif()
+else()
+  message(STATUS "hope_attn: sm90 kernel family OFF (HOPE_SM90=${HOPE_SM90}, CUDA mode ${HOPE_CUDA_MODE})")
+endif()
 
 # What hope_build_info() reports about the build (csrc/build_info.c includes the generated header).
 if(HOPE_CUDA_MODE STREQUAL "CUDA")
   set(HOPEI_BUILD_CUDA on)
   set(HOPEI_BUILD_CUDA_VERSION "${CUDAToolkit_VERSION}")
   set(HOPEI_BUILD_CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+  if(HOPE_SM90_ENABLED)
+    set(HOPEI_BUILD_CUDA_ARCHITECTURES "${HOPEI_BUILD_CUDA_ARCHITECTURES} (sm90 family: ${HOPE_SM90_CUDA_ARCHITECTURES})")
+  endif()
 elseif(HOPE_CUDA_MODE STREQUAL "EMULATED")
   set(HOPEI_BUILD_CUDA on)
   set(HOPEI_BUILD_CUDA_VERSION "${CUDAToolkit_VERSION}")
@@ -157,6 +201,13 @@ else()
   set(HOPEI_BUILD_CUDA off)
   set(HOPEI_BUILD_CUDA_VERSION "")
   set(HOPEI_BUILD_CUDA_ARCHITECTURES "")
+endif()
+set(HOPEI_BUILD_ATTENTION_FAMILIES "")
+if(HOPE_HAS_CUDA_BACKEND)
+  set(HOPEI_BUILD_ATTENTION_FAMILIES "sm80")
+  if(HOPE_SM90_ENABLED)
+    set(HOPEI_BUILD_ATTENTION_FAMILIES "sm80,sm90")
+  endif()
 endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/hope_build_config.h.in ${PROJECT_BINARY_DIR}/generated/hope_build_config.h)
 
@@ -170,14 +221,24 @@ function(hope_use_backend target)
     set_target_properties(${target} PROPERTIES CUDA_VISIBILITY_PRESET hidden CUDA_RUNTIME_LIBRARY Static
                                                CUDA_SEPARABLE_COMPILATION OFF)
     target_link_libraries(${target} PRIVATE CUDA::cudart_static CUDA::cublas)
+    if(HOPE_SM90_ENABLED)
+      target_sources(${target} PRIVATE $<TARGET_OBJECTS:hope_attn_sm90>)
+    endif()
   elseif(HOPE_CUDA_MODE STREQUAL "EMULATED")
-    target_sources(${target} PRIVATE ${HOPE_CUDA_KERNEL_SOURCES} ${HOPE_CUDA_HOST_SOURCES})
-    hope_emulate_cuda_sources(${target} ${HOPE_CUDA_KERNEL_SOURCES})
+    set(_hope_emulated ${HOPE_CUDA_KERNEL_SOURCES})
+    if(HOPE_SM90_ENABLED)
+      list(APPEND _hope_emulated ${HOPE_SM90_KERNEL_SOURCES})
+    endif()
+    target_sources(${target} PRIVATE ${_hope_emulated} ${HOPE_CUDA_HOST_SOURCES})
+    hope_emulate_cuda_sources(${target} ${_hope_emulated})
     target_include_directories(${target} PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
     target_link_libraries(${target} PRIVATE hope_emu)
     set_target_properties(${target} PROPERTIES INSTALL_RPATH "$ORIGIN")  # libhope_emu.so installs beside it
   else()
     target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/csrc/no_cuda.c)
+  endif()
+  if(HOPE_SM90_ENABLED)  # fused_launch.cu dispatches to the sm90 instances
+    target_compile_definitions(${target} PRIVATE HOPE_WITH_SM90=1)
   endif()
   if(HOPE_HAVE_NVTX)
     target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/csrc/nvtx.c)

@@ -71,7 +71,8 @@ static hope_status_t validate(const char *fn, const hope_attention_params_t *par
               "%s: params->head_dim is %d, must be even and in [2, %d]", fn, r->head_dim, HOPEI_ATTN_MAX_HEAD_DIM);
   HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r->rope_pairing, r->rotary_dim, r->head_dim,
                                  &r->rotary_dim));
-  HOPEI_CHECK_ROTARY_DEFAULT(fn, r->rope_pairing, r->rotary_dim, r->head_dim);
+  /* Every backend rotates SPEC §8's pairs (the fused CUDA kernel's rotary_dim % 16 rule is in its plan,
+   * kernels/attention/fused_launch.cu). */
   HOPEI_CHECK(isfinite(r->softmax_scale), "%s: params->softmax_scale is not finite", fn);
   if (r->softmax_scale <= 0.f) r->softmax_scale = (float)(1.0 / sqrt((double)r->head_dim));
   HOPEI_CHECK(r->max_seqlen_q >= 0, "%s: params->max_seqlen_q is %d, must be >= 0", fn, r->max_seqlen_q);
@@ -115,8 +116,8 @@ static hope_status_t validate(const char *fn, const hope_attention_params_t *par
   HOPEI_TRY(check_extent(fn, "v", total_k, r->v_row_stride, kv_width, limit));
   HOPEI_TRY(check_extent(fn, "out", total_q, q_width, q_width, limit));
   HOPEI_TRY(check_extent(fn, "k_rotated", total_k, kv_width, kv_width, limit));
-  HOPEI_TRY(check_extent(fn, "cos_q/sin_q", total_q, r->head_dim / 2, r->head_dim / 2, limit));
-  HOPEI_TRY(check_extent(fn, "cos_k/sin_k", total_k, r->head_dim / 2, r->head_dim / 2, limit));
+  HOPEI_TRY(check_extent(fn, "cos_q/sin_q", total_q, r->rotary_dim / 2, r->rotary_dim / 2, limit));
+  HOPEI_TRY(check_extent(fn, "cos_k/sin_k", total_k, r->rotary_dim / 2, r->rotary_dim / 2, limit));
   HOPEI_TRY(check_extent(fn, "lse", r->num_q_heads, total_q, total_q, limit));
   if (r->backend == HOPE_BACKEND_CPU) {
     /* The CPU backend keeps packed float32 (or bfloat16) copies of q, k and v, head_dim padded to a multiple

@@ -100,6 +100,7 @@ static void build_info_init(void) {
   add(&t, "cuda_version=%s\n", HOPEI_BUILD_CUDA_VERSION);
   add(&t, "cuda_architectures=%s\n", HOPEI_BUILD_CUDA_ARCHITECTURES);
   add(&t, "cuda_devices=%d\n", hopei_cuda_device_count());
+  add(&t, "attention_families=%s\n", HOPEI_BUILD_ATTENTION_FAMILIES);
 #if defined(HOPE_HAVE_NVTX) && HOPE_HAVE_NVTX
   add(&t, "nvtx=on\n");
 #else

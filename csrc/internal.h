@@ -58,16 +58,6 @@ hope_status_t hopei_check_alias(const char *fn, const char *a_name, const void *
 hope_status_t hopei_rotary_resolve(const char *fn, const char *prefix, const char *pairing_name, int32_t pairing,
                                    int32_t rotary_dim, int32_t head_dim, int32_t *resolved);
 
-/* Interim, for the paths that do not honour SPEC §8's pairing and rotary dimension yet (issue 11): after
- * hopei_rotary_resolve, the 0.2 rotary fields are accepted at their defaults only (NOT_SUPPORTED otherwise). */
-#define HOPEI_CHECK_ROTARY_DEFAULT(fn, pairing, rotary_dim, head_dim)                                        \
-  do {                                                                                                      \
-    if ((pairing) != 0 || ((rotary_dim) != 0 && (rotary_dim) != (head_dim)))                                \
-      return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,                                                          \
-                        "%s: interleaved pairing and a rotary dimension below head_dim are not implemented " \
-                        "yet (pairing %d, rotary_dim %d)", fn, (int)(pairing), (int)(rotary_dim));          \
-  } while (0)
-
 /* ---- positions (positions.c), shared with scales.c ------------------------------------------------- */
 
 /* Validates a segment list (messages name `fn` and the segment index); *num_tokens (may be NULL) gets the count. */

@@ -62,7 +62,6 @@ hope_status_t hope_rope_apply(const hope_rope_apply_params_t *params, void *stre
   }
 
   if (p.backend == HOPE_BACKEND_CUDA) {
-    HOPEI_CHECK_ROTARY_DEFAULT(kFn, p.rope_pairing, p.rotary_dim, p.head_dim);
     HOPEI_TRY(hopei_require_device(kFn));
     if (p.num_tokens == 0) return HOPE_SUCCESS;
     return hopei_rope_apply_cuda(&p, stream);

@@ -80,7 +80,6 @@ hope_status_t hope_kv_append(const hope_kv_append_params_t *params, void *stream
   HOPEI_TRY(check_cache(fn, r.backend, &r.cache, true));
   HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r.rope_pairing, r.rotary_dim, r.cache.head_dim,
                                  &r.rotary_dim));
-  if (r.backend == HOPE_BACKEND_CUDA) HOPEI_CHECK_ROTARY_DEFAULT(fn, r.rope_pairing, r.rotary_dim, r.cache.head_dim);
   HOPEI_CHECK(r.num_tokens >= 0, "%s: params->num_tokens is %lld, must be >= 0", fn, (long long)r.num_tokens);
   const int64_t width = (int64_t)r.cache.num_kv_heads * r.cache.head_dim;
   HOPEI_TRY(resolve_stride(fn, "k_row_stride", &r.k_row_stride, width));
@@ -134,7 +133,6 @@ static hope_status_t check_decode_shape(const char *fn, const hope_decode_params
               HOPEI_DECODE_MAX_SPLITS);
   HOPEI_TRY(hopei_rotary_resolve(fn, "params->", "rope_pairing", r->rope_pairing, r->rotary_dim, c->head_dim,
                                  &r->rotary_dim));
-  HOPEI_CHECK_ROTARY_DEFAULT(fn, r->rope_pairing, r->rotary_dim, c->head_dim);
   HOPEI_CHECK(isfinite(r->softmax_scale), "%s: params->softmax_scale is not finite", fn);
   if (r->softmax_scale <= 0.f) r->softmax_scale = (float)(1.0 / sqrt((double)c->head_dim));
   const int64_t q_width = (int64_t)r->num_q_heads * c->head_dim;

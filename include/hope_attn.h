@@ -76,8 +76,11 @@ HOPE_API hope_status_t hope_cuda_device_count(int32_t *count);
  *   cuda                "on": the CUDA backend is built in; "off": built without CUDA, every CUDA-backend
  *                       call returns HOPE_ERROR_NOT_SUPPORTED (the CPU backend is complete either way)
  *   cuda_version        the CUDA toolkit version built against ("" when cuda=off)
- *   cuda_architectures  the CUDA architectures compiled, as CMake's CUDA_ARCHITECTURES ("" when cuda=off)
+ *   cuda_architectures  the CUDA architectures compiled, as CMake's CUDA_ARCHITECTURES, followed by those of
+ *                       the sm90 kernel family when it is built ("" when cuda=off)
  *   cuda_devices        usable CUDA devices, as hope_cuda_device_count reports them
+ *   attention_families  the fused-attention kernel families built in, comma-separated: "sm80" (mma.sync,
+ *                       compute capability 8.0 on) and "sm90" (wgmma + TMA, 9.x); "" when cuda=off
  *   nvtx                "on" when every entry point opens an NVTX range (domain "hope_attn"), else "off"
  *   cpu_isa_paths       the CPU kernel paths compiled in, comma-separated ("generic": portable C)
  *   cpu_isa_selected    the path the CPU backend runs on this machine
@@ -362,17 +365,20 @@ typedef struct {
 /* softmax(scale * rot(q) rot(k)^T + mask) v per sequence and head, float32 accumulation.
  * CPU backend: every check of SPEC §5, including cu_seqlens and max_seqlen_* (which must bound the true
  * lengths); all three dtypes, any even head_dim up to 1024.
- * CUDA backend: one fused FlashAttention-2-style kernel (sm80 family: mma.sync; runs on A100, H100, H200);
- * float16/bfloat16 and head_dim 64, 128, 256 (anything else is NOT_SUPPORTED with a message: use the CPU
- * backend or hope_attention_forward_unfused); q/k/v pointers and row strides 16-byte aligned. cu_seqlens
- * live in device memory and are the caller's promise. When k_rotated is given, K is rotated once into it
- * by a memory-bound pre-pass and the attention kernel reads it; otherwise K tiles are rotated in shared
- * memory. No allocation or synchronisation: the call can be captured in a CUDA graph.
- * SPEC §8 (rope_pairing, rotary_dim): the fused kernel rotates whole 16-byte chunks, so it takes rotary_dim
- * multiples of 16 only (NOT_SUPPORTED otherwise: use the unfused path or the CPU backend). Until each path is
- * verified, non-default values are NOT_SUPPORTED on the attention and decode paths and on the CUDA backends of
- * hope_rope_apply and hope_kv_append (the message says so); hope_rope_apply and hope_kv_append on the CPU
- * backend, cos/sin and the caches take them. */
+ * CUDA backend: a fused FlashAttention-style kernel of one of two architecture families: compute
+ * capability 9.x (H100, H200) runs the warp-specialised wgmma + TMA kernel (sm90 family), every other device
+ * from 8.0 on the FlashAttention-2-style mma.sync kernel (sm80 family); the environment variable
+ * HOPE_ATTN_KERNEL_FAMILY=sm80 or sm90 forces one (NOT_SUPPORTED where it cannot run). float16/bfloat16 and
+ * head_dim 64, 128, 256 (anything else is NOT_SUPPORTED with a message: use the CPU backend or
+ * hope_attention_forward_unfused); q/k/v pointers and row strides 16-byte aligned. cu_seqlens live in device
+ * memory and are the caller's promise. When k_rotated is given, K is rotated once into it by a memory-bound
+ * pre-pass and the attention kernel reads it; otherwise K tiles are rotated in shared memory. No allocation
+ * or synchronisation: the call can be captured in a CUDA graph.
+ * SPEC §8 (rope_pairing, rotary_dim): every path of both backends takes them (the CPU attention and decode,
+ * the fused kernel of both families, the unfused path, hope_rope_apply, hope_kv_append, hope_decode_forward),
+ * except that the fused CUDA kernel rotates whole 16-byte chunks, so when it rotates it takes rotary_dim
+ * multiples of 16 only (NOT_SUPPORTED otherwise, the message naming the unfused path, which takes any even
+ * rotary_dim). */
 HOPE_API hope_status_t hope_attention_forward(const hope_attention_params_t *params, void *stream);
 
 /* The unfused GPU reference: rotation, then cuBLAS Q.K^T, a float32 masked softmax that writes LSE, then

@@ -7,15 +7,19 @@
 #    compiler and run by emulator/ (one fiber per CUDA thread, PTX wrappers emulated, an emulated CUDA
 #    runtime and cuBLAS), and builds it;
 # 2. runs the emulated suite — every GoogleTest case of tests/*_gpu.cc (and the GPU half of the concurrency
-#    and no-device tests), the PTX known-answer tests (tests/kat/ptx_kat.cu), the emulator's own hazard tests
-#    (tests/kat/emu_hazards.cu), decode_loop and the demo on the CUDA backend — once per thread schedule:
-#    lockstep, forward (warp-serial), reverse (warp-serial reversed) and random (seeded);
+#    and no-device tests), the PTX known-answer tests (tests/kat/ptx_kat.cu, ptx_sm90_kat.cu), the emulator's
+#    own hazard tests (tests/kat/emu_hazards.cu), decode_loop and the demo on the CUDA backend — once per
+#    thread schedule: lockstep, forward (warp-serial), reverse (warp-serial reversed) and random (seeded). The
+#    emulated device is a compute capability 9.0 one, so the fused-attention suites run the sm90 kernel family;
+# 2b. runs the fused-attention suites once more on an 8.0 device (HOPE_EMU_CC=80: the planner picks the sm80
+#    family) under one schedule;
 # 3. builds build-emu-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer on the emulator, the library and
 #    the tests: global memory is ASan-checked host memory, in-flight cp.async bytes are ASan-poisoned) and
 #    runs the suite once more under one schedule.
 # Prints one "N passed, M failed" line per run and a total; exits non-zero if anything failed.
 #
-# Environment: HOPE_EMU_SCHEDULES (default "lockstep forward reverse random"), HOPE_EMU_ASAN_SCHEDULE
+# Environment: HOPE_EMU_SCHEDULES (default "lockstep forward reverse random"), HOPE_EMU_SM80_SCHEDULE (the
+# 8.0-device run of the fused suites, default random; "none" skips it), HOPE_EMU_ASAN_SCHEDULE
 # (default random; "none" skips the ASan run), HOPE_EMU_SEED (random schedule, default 1),
 # HOPE_EMU_QUICK (1 by default: the suites' HOPE_TEST_QUICK sizes, which keep every shape class but drop the
 # longest sequences; 0 runs the full sizes), HOPE_EMU_BUILD_DIR / HOPE_EMU_ASAN_BUILD_DIR, HOPE_EMU_FILTER
@@ -38,10 +42,15 @@ build=${HOPE_EMU_BUILD_DIR:-$repo/build-emu}
 asan_build=${HOPE_EMU_ASAN_BUILD_DIR:-$repo/build-emu-asan}
 schedules=${HOPE_EMU_SCHEDULES:-lockstep forward reverse random}
 asan_schedule=${HOPE_EMU_ASAN_SCHEDULE:-random}
+sm80_schedule=${HOPE_EMU_SM80_SCHEDULE:-random}
 quick=${HOPE_EMU_QUICK:-1}
 jobs=$(nproc 2> /dev/null || echo 2)
 # The emulated suite: GPU test suites, the known-answer and emulator tests, and the programs.
 filter=${HOPE_EMU_FILTER:-'Gpu|NoDevice|PtxKat|Emu(Hazards|Runtime|Math)|EmulatedGpu\.|Examples\.DecodeLoopRuns'}
+# The ctest entry that repeats the fused suites with the sm80 family forced (for real Hopper GPUs) is left out:
+# the 8.0-device run below covers that family here, with its tests spread over the cores.
+exclude='AllWithSm80FamilyForced'
+sm80_filter='AttentionFused|RotaryFusedAttention|RotaryAttentionGpu'  # the suites whose kernel family depends on the device
 
 launcher=()
 if command -v ccache > /dev/null; then
@@ -60,13 +69,14 @@ configure() { # configure DIR [extra cmake args...]
 declare -a run_names=() run_results=()
 total_pass=0 total_fail=0 total_skip=0 failed=0
 
-run_suite() { # run_suite NAME BUILD_DIR SCHEDULE [env...]
+run_suite() { # run_suite NAME BUILD_DIR SCHEDULE [env...]; FILTER (default $filter) selects the tests
   local name=$1 dir=$2 schedule=$3; shift 3
-  local log=$dir/emulated-$schedule.log t0=$SECONDS
+  local log=$dir/emulated-${name// /-}.log t0=$SECONDS
   echo
   echo "==== emulated GPU: $name (schedule $schedule${HOPE_EMU_SEED:+, seed $HOPE_EMU_SEED})"
   env HOPE_EMU_SCHEDULE="$schedule" HOPE_TEST_QUICK="$quick" "$@" \
-    ctest --test-dir "$dir" -R "$filter" -j"$jobs" --timeout 1200 --output-on-failure > "$log" 2>&1
+    ctest --test-dir "$dir" -R "${FILTER:-$filter}" -E "$exclude" -j"$jobs" --timeout 1200 --output-on-failure \
+    > "$log" 2>&1
   local total failed_n skipped
   total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
   failed_n=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
@@ -99,6 +109,9 @@ if ! configure "$build"; then
 fi
 echo "built in $((SECONDS - t_build)) s"
 for s in $schedules; do run_suite "$s" "$build" "$s"; done
+if [ "$sm80_schedule" != none ]; then
+  FILTER=$sm80_filter run_suite "sm80 family $sm80_schedule" "$build" "$sm80_schedule" HOPE_EMU_CC=80
+fi
 
 if [ "$asan_schedule" != none ]; then
   t_build=$SECONDS

@@ -43,6 +43,8 @@ struct FusedCase {
   float scale = 0.f;               // <= 0: 1/sqrt(d)
   bool fused_qkv = false;          // q, k, v are column slices of one [tokens][(Hq + 2 Hk) d] buffer
   bool with_lse = true;
+  int pairing = 0;                 // SPEC §8: HOPE_PAIRING_ROTATE_HALF or HOPE_PAIRING_INTERLEAVED
+  int rotary_dim = 0;              // 0: head_dim
 };
 
 struct Problem {
@@ -58,15 +60,16 @@ struct Problem {
   std::vector<double> ref_krot;  // rotated keys (float64, not yet rounded), packed [total_k][Hk][d]
 };
 
-// cos/sin [tokens][d/2] from the reference frequency map at random integer positions in [100000, 400000]
-// on each of the rows t, h, w.
-void make_cos_sin(int kind, int head_dim, int64_t tokens, std::mt19937_64 &rng, std::vector<float> *c,
-                  std::vector<float> *s) {
-  const int half = head_dim / 2;
+// cos/sin [tokens][rot/2] (rot: the rotary dimension, head_dim by default) from the reference frequency map at
+// random integer positions in [100000, 400000] on each of the rows t, h, w.
+void make_cos_sin(int kind, int head_dim, int rotary_dim, int64_t tokens, std::mt19937_64 &rng,
+                  std::vector<float> *c, std::vector<float> *s) {
+  const int half = (rotary_dim != 0 ? rotary_dim : head_dim) / 2;
   hope_rope_config_t cfg{};
   std::memset(&cfg, 0, sizeof(cfg));
   cfg.kind = kind;
   cfg.head_dim = head_dim;
+  cfg.rotary_dim = rotary_dim;
   cfg.sections[0] = half / 4;
   cfg.sections[1] = (half - half / 4) / 2;
   cfg.sections[2] = half - cfg.sections[0] - cfg.sections[1];
@@ -110,12 +113,12 @@ void build(const FusedCase &c, uint64_t seed, Problem *pr) {
     v = pr->v.values();
   }
   if (c.rotate) {
-    make_cos_sin(c.rope_kind, d, pr->total_q, rng, &pr->cos_q, &pr->sin_q);
-    make_cos_sin(c.rope_kind, d, pr->total_k, rng, &pr->cos_k, &pr->sin_k);
+    make_cos_sin(c.rope_kind, d, c.rotary_dim, pr->total_q, rng, &pr->cos_q, &pr->sin_q);
+    make_cos_sin(c.rope_kind, d, c.rotary_dim, pr->total_k, rng, &pr->cos_k, &pr->sin_k);
     const std::vector<double> cq(pr->cos_q.begin(), pr->cos_q.end()), sq(pr->sin_q.begin(), pr->sin_q.end());
     const std::vector<double> ck(pr->cos_k.begin(), pr->cos_k.end()), sk(pr->sin_k.begin(), pr->sin_k.end());
-    q = hope_ref::rotate(q, pr->total_q, c.hq, d, cq, sq);
-    k = hope_ref::rotate(k, pr->total_k, c.hk, d, ck, sk);
+    q = hope_ref::rotate(q, pr->total_q, c.hq, d, cq, sq, c.pairing, c.rotary_dim);
+    k = hope_ref::rotate(k, pr->total_k, c.hk, d, ck, sk, c.pairing, c.rotary_dim);
   }
   pr->ref_krot = k;
   // SPEC §4: inside a float16/bfloat16 attention the rotated q and k are rounded to the dtype.
@@ -205,6 +208,8 @@ hope_attention_params_t make_params(const Problem &pr, const DevInputs &di, cons
   p.softmax_scale = c.scale;
   p.causal = c.causal ? 1 : 0;
   p.k_rotated = o.krot.get();
+  p.rope_pairing = c.pairing;
+  p.rotary_dim = c.rotary_dim;
   return p;
 }
 
@@ -310,11 +315,11 @@ FusedCase sweep_case(const SweepParam &sp) {
   c.with_lse = sp.group != 4;  // LSE off in a third of the cases
   c.rope_kind = sp.head_dim == 128 ? HOPE_ROPE_HOPE : sp.head_dim == 64 ? HOPE_ROPE_MROPE : HOPE_ROPE_VIDEOROPE;
   // Lengths 1, 7, 129, 1037 (none a tile multiple); an empty sequence; queries without keys (o 0, lse -inf);
-  // Nq < Nk over several key tiles; Nq > Nk (under the causal mask the first 50 rows see no key); Nq - Nk
+  // Nq < Nk over several key tiles (300 keys: at least three tiles, so every K/V stage is reused); Nq > Nk (under the causal mask the first 50 rows see no key); Nq - Nk
   // above the query tile (causal: whole query tiles see no key although the sequence has keys, so they
   // load no K/V tile at all).
   c.lens_q = {1, 7, 0, 129, 5, 3, 70, 200};
-  c.lens_k = {1, 7, 0, 200, 0, 9, 20, 10};
+  c.lens_k = {1, 7, 0, 300, 0, 9, 20, 10};
   if (!hope_test::quick_mode()) {
     c.lens_q.push_back(1037);
     c.lens_k.push_back(1037);
@@ -384,6 +389,53 @@ INSTANTIATE_TEST_SUITE_P(Paths, AttentionFusedGpuKRotation,
                          [](const ::testing::TestParamInfo<KRotParam> &info) {
                            return dt(info.param.dtype) + "_d" + std::to_string(info.param.head_dim);
                          });
+
+// ---- SPEC §8: interleaved pairs and partial rotary dimensions, both K paths -----------------------------------
+struct RotaryParam {
+  int dtype, head_dim, pairing, rotary_dim;
+};
+class AttentionFusedGpuRotary : public hope_test::GpuTestWithParam<RotaryParam> {};
+
+// Dims past rotary_dim pass through; the pre-pass and the in-kernel rotation stay bit-identical, k_rotated
+// included. Shifted query and key tiles, a row without keys and GQA, as in the K-rotation cases.
+TEST_P(AttentionFusedGpuRotary, MatchesFloat64OnBothKPaths) {
+  const RotaryParam &rp = GetParam();
+  FusedCase c;
+  c.dtype = rp.dtype;
+  c.head_dim = rp.head_dim;
+  c.pairing = rp.pairing;
+  c.rotary_dim = rp.rotary_dim;
+  c.hq = 4;
+  c.hk = 2;
+  c.causal = true;
+  c.rope_kind = HOPE_ROPE_MROPE;
+  c.lens_q = {129, 1, 40};
+  c.lens_k = {200, 0, 40};
+  Problem pr;
+  ASSERT_NO_FATAL_FAILURE(build(c, 313u + rp.head_dim * 7 + rp.pairing * 3 + rp.rotary_dim, &pr));
+  Result prepass, inkernel;
+  ASSERT_NO_FATAL_FAILURE(run_fused(pr, true, nullptr, &prepass));
+  ASSERT_NO_FATAL_FAILURE(run_fused(pr, false, nullptr, &inkernel));
+  ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, prepass, "k_rotated pre-pass"));
+  ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, inkernel, "in-kernel K rotation"));
+  expect_krot_matches(pr, prepass);
+  expect_identical(prepass, inkernel, "pre-pass vs in-kernel K rotation");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Variants, AttentionFusedGpuRotary,
+    ::testing::Values(RotaryParam{HOPE_DTYPE_BFLOAT16, 64, HOPE_PAIRING_INTERLEAVED, 0},
+                      RotaryParam{HOPE_DTYPE_FLOAT16, 64, HOPE_PAIRING_ROTATE_HALF, 32},
+                      RotaryParam{HOPE_DTYPE_BFLOAT16, 128, HOPE_PAIRING_INTERLEAVED, 64},  // GLM-4.xV
+                      RotaryParam{HOPE_DTYPE_FLOAT16, 128, HOPE_PAIRING_ROTATE_HALF, 96},
+                      RotaryParam{HOPE_DTYPE_FLOAT16, 256, HOPE_PAIRING_INTERLEAVED, 112},
+                      RotaryParam{HOPE_DTYPE_BFLOAT16, 256, HOPE_PAIRING_ROTATE_HALF, 128}),
+    [](const ::testing::TestParamInfo<RotaryParam> &info) {
+      const RotaryParam &p = info.param;
+      return dt(p.dtype) + "_d" + std::to_string(p.head_dim) +
+             (p.pairing == HOPE_PAIRING_INTERLEAVED ? "_interleaved" : "_rotate_half") + "_rot" +
+             std::to_string(p.rotary_dim != 0 ? p.rotary_dim : p.head_dim);
+    });
 
 // ---- single cases ------------------------------------------------------------------------------------------
 class AttentionFusedGpu : public hope_test::GpuTest {};
@@ -633,21 +685,42 @@ TEST_F(AttentionFusedGpu, StreamDoesNotChangeResult) {
 }
 
 // ---- unsupported shapes: NOT_SUPPORTED with a message, nothing written ------------------------------------
-TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
+// One small bf16 problem (2 q heads over 1 kv head, 9 tokens) uploaded, its outputs poisoned, its parameters
+// ready: for the tests of refused calls (nothing may be written) followed by one that works.
+struct SmallCall {
+  Problem pr;
+  DevInputs di;
+  DevOutputs o;
+  hope_attention_params_t p{};
+};
+void small_call(int head_dim, uint64_t seed, SmallCall *sc) {
   FusedCase c;
   c.dtype = HOPE_DTYPE_BFLOAT16;
-  c.head_dim = 128;
+  c.head_dim = head_dim;
   c.hq = 2;
   c.hk = 1;
   c.lens_q = {9};
   c.lens_k = {9};
-  Problem pr;
-  ASSERT_NO_FATAL_FAILURE(build(c, 88u, &pr));
-  DevInputs di;
-  ASSERT_NO_FATAL_FAILURE(upload(pr, &di));
-  DevOutputs o;
-  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(pr, false, &o));
-  const hope_attention_params_t good = make_params(pr, di, o);
+  ASSERT_NO_FATAL_FAILURE(build(c, seed, &sc->pr));
+  ASSERT_NO_FATAL_FAILURE(upload(sc->pr, &sc->di));
+  ASSERT_NO_FATAL_FAILURE(alloc_poisoned(sc->pr, false, &sc->o));
+  sc->p = make_params(sc->pr, sc->di, sc->o);
+}
+// Nothing was written into the poisoned output.
+void expect_output_untouched(const SmallCall &sc) {
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  Result r;
+  ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &r));
+  for (size_t i = 0; i < r.out.size(); ++i) ASSERT_TRUE(std::isnan(r.out.get(i))) << "out[" << i << "] was written";
+}
+
+TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
+  SmallCall sc;
+  ASSERT_NO_FATAL_FAILURE(small_call(128, 88u, &sc));
+  const FusedCase &c = sc.pr.c;
+  const Problem &pr = sc.pr;
+  const DevOutputs &o = sc.o;
+  const hope_attention_params_t good = sc.p;
 
   // head_dim 96 (the buffers are large enough for 96 < 128): the message names the supported ones.
   hope_attention_params_t p = good;
@@ -657,6 +730,12 @@ TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
   EXPECT_NE(std::string(hope_last_error()).find("64, 128, 256"), std::string::npos) << hope_last_error();
   p.head_dim = 32;
   EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
+
+  // SPEC §8: a rotary dimension that is not a multiple of 16 (the kernels rotate whole 16-byte chunks).
+  p = good;
+  p.rotary_dim = 24;
+  EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
+  EXPECT_NE(std::string(hope_last_error()).find("multiple of 16"), std::string::npos) << hope_last_error();
 
   // float32 goes to the CPU backend or the unfused path.
   p = good;
@@ -675,16 +754,129 @@ TEST_F(AttentionFusedGpu, UnsupportedShapesAreNotSupported) {
   EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
 
   // Nothing was written by any of these calls.
-  ASSERT_CUDA(cudaDeviceSynchronize());
-  Result r;
-  ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
-  for (size_t i = 0; i < r.out.size(); ++i) ASSERT_TRUE(std::isnan(r.out.get(i))) << "out[" << i << "] was written";
+  ASSERT_NO_FATAL_FAILURE(expect_output_untouched(sc));
 
   // The same call with supported values works.
   ASSERT_HOPE_OK(hope_attention_forward(&good, nullptr));
   ASSERT_CUDA(cudaDeviceSynchronize());
+  Result r;
   ASSERT_NO_FATAL_FAILURE(download(pr, o, &r));
   ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, r, "after the refusals"));
+}
+
+// ---- architecture families (HOPE_ATTN_KERNEL_FAMILY) --------------------------------------------------------
+// Sets HOPE_ATTN_KERNEL_FAMILY for the scope (the library reads it on every call); restores the old value.
+class ScopedFamily {
+ public:
+  explicit ScopedFamily(const char *value) {
+    const char *old = std::getenv("HOPE_ATTN_KERNEL_FAMILY");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    if (value != nullptr) setenv("HOPE_ATTN_KERNEL_FAMILY", value, 1);
+    else unsetenv("HOPE_ATTN_KERNEL_FAMILY");
+  }
+  ~ScopedFamily() {
+    if (had_) setenv("HOPE_ATTN_KERNEL_FAMILY", old_.c_str(), 1);
+    else unsetenv("HOPE_ATTN_KERNEL_FAMILY");
+  }
+  ScopedFamily(const ScopedFamily &) = delete;
+  ScopedFamily &operator=(const ScopedFamily &) = delete;
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
+int device_cc_major() {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    return 0;
+  return major;
+}
+
+// On a compute capability 9.x device both families run: each matches the float64 reference on the same inputs
+// (shifted tiles, GQA, causal rows without keys, several key tiles, both K-rotation paths), and so does the
+// planner's own choice (sm90 there; bit-identical to the forced sm90 run). HOPE_TEST_QUICK (the emulated GPU)
+// keeps one dtype per head_dim and leaves the planner's choice to KernelFamilyVariableIsChecked.
+TEST_F(AttentionFusedGpu, BothKernelFamiliesMatchFloat64OnHopper) {
+  if (device_cc_major() != 9) GTEST_SKIP() << "needs a compute capability 9.x device (both families run there)";
+  if (!hope_test::library_has_sm90()) GTEST_SKIP() << "the library was built without the sm90 family";
+  const bool quick = hope_test::quick_mode();
+  for (int dtype : {HOPE_DTYPE_FLOAT16, HOPE_DTYPE_BFLOAT16})
+    for (int d : {64, 128, 256}) {
+      if (quick && (d == 128) == (dtype == HOPE_DTYPE_FLOAT16)) continue;  // f16 d64, bf16 d128, f16 d256
+      FusedCase c;
+      c.dtype = dtype;
+      c.head_dim = d;
+      c.hq = 7;
+      c.hk = 1;
+      c.causal = true;
+      c.lens_q = {1, 129, 300, 40};
+      c.lens_k = {5, 129, 420, 300};
+      Problem pr;
+      ASSERT_NO_FATAL_FAILURE(build(c, 9090u + dtype * 3 + d, &pr));
+      Result sm90_inkernel;
+      for (const char *family : {"sm80", "sm90", "auto"}) {
+        if (quick && std::string(family) == "auto") continue;
+        ScopedFamily scope(family);
+        const std::string who = std::string(family) + " " + dt(dtype) + " d" + std::to_string(d);
+        Result inkernel, prepass;
+        ASSERT_NO_FATAL_FAILURE(run_fused(pr, false, nullptr, &inkernel));
+        ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, inkernel, who + ", K rotated in-kernel"));
+        if (std::string(family) == "sm90") sm90_inkernel = inkernel;
+        if (std::string(family) == "auto") {
+          expect_identical(inkernel, sm90_inkernel, who + ": the planner's choice is the sm90 family");
+          continue;
+        }
+        ASSERT_NO_FATAL_FAILURE(run_fused(pr, true, nullptr, &prepass));
+        ASSERT_NO_FATAL_FAILURE(expect_matches_reference(pr, prepass, who + ", k_rotated pre-pass"));
+        expect_krot_matches(pr, prepass);
+        expect_identical(inkernel, prepass, who + ": pre-pass vs in-kernel K rotation");
+      }
+    }
+}
+
+// A value the library does not know is INVALID_VALUE naming the variable; sm90 where it cannot run is
+// NOT_SUPPORTED; sm80 runs on every device from 8.0 on. Nothing is written by a refused call.
+TEST_F(AttentionFusedGpu, KernelFamilyVariableIsChecked) {
+  SmallCall sc;
+  ASSERT_NO_FATAL_FAILURE(small_call(64, 4711u, &sc));
+  const hope_attention_params_t &p = sc.p;
+  {
+    ScopedFamily scope("sm75");
+    EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_INVALID_VALUE);
+    EXPECT_NE(std::string(hope_last_error()).find("HOPE_ATTN_KERNEL_FAMILY"), std::string::npos) << hope_last_error();
+  }
+  if (device_cc_major() != 9 || !hope_test::library_has_sm90()) {
+    ScopedFamily scope("sm90");
+    EXPECT_HOPE_FAIL(hope_attention_forward(&p, nullptr), HOPE_ERROR_NOT_SUPPORTED);
+    EXPECT_NE(std::string(hope_last_error()).find("sm90"), std::string::npos) << hope_last_error();
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_output_untouched(sc));
+  Result r80;
+  {
+    ScopedFamily scope("sm80");
+    ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &r80));
+    ASSERT_NO_FATAL_FAILURE(expect_matches_reference(sc.pr, r80, "forced sm80"));
+  }
+  // The planner's own choice: sm90 on 9.x when built in, sm80 elsewhere (bit-identical to that family forced).
+  const bool hopper = device_cc_major() == 9 && hope_test::library_has_sm90();
+  Result forced = r80;
+  if (hopper) {
+    ScopedFamily scope("sm90");
+    ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &forced));
+    ASSERT_NO_FATAL_FAILURE(expect_matches_reference(sc.pr, forced, "forced sm90"));
+  }
+  ScopedFamily scope(nullptr);
+  ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+  Result chosen;
+  ASSERT_NO_FATAL_FAILURE(download(sc.pr, sc.o, &chosen));
+  expect_identical(chosen, forced, hopper ? "the planner chooses sm90 on 9.x" : "the planner chooses sm80");
 }
 
 }  // namespace

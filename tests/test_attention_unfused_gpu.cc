@@ -106,16 +106,8 @@ void build_problem(const UnfusedCase &c, uint64_t seed, Problem *pr) {
     k = hope_ref::rotate(k, pr->total_k, c.hk, d, to_double(pr->cos_k), to_double(pr->sin_k));
   }
   pr->ref_krot = k;
-  hope_ref::AttentionProblem ap;
-  ap.batch = static_cast<int>(c.lens_q.size());
-  ap.num_q_heads = c.hq;
-  ap.num_kv_heads = c.hk;
-  ap.head_dim = d;
-  ap.cu_seqlens_q = pr->cu_q;
-  ap.cu_seqlens_k = pr->cu_k;
-  ap.softmax_scale = c.scale;
-  ap.causal = c.causal;
-  hope_ref::attention(ap, q, k, v, &pr->ref_out, &pr->ref_lse);
+  hope_ref::attention(hope_ref::varlen_problem(c.hq, c.hk, d, pr->cu_q, pr->cu_k, c.causal, c.scale), q, k, v,
+                      &pr->ref_out, &pr->ref_lse);
 }
 
 // Device copies of a problem's inputs.

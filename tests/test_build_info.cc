@@ -51,7 +51,7 @@ std::set<std::string> split(const std::string &s, char sep) {
 
 TEST(BuildInfo, HasEveryDocumentedKey) {
   const auto kv = build_info();
-  for (const char *key : {"version", "cuda", "cuda_version", "cuda_architectures", "cuda_devices", "nvtx",
+  for (const char *key : {"version", "cuda", "cuda_version", "cuda_architectures", "cuda_devices", "attention_families", "nvtx",
                           "cpu_isa_paths", "cpu_isa_selected", "cpu_features", "compiler", "build_type", "system"})
     EXPECT_EQ(kv.count(key), 1u) << "missing key " << key;
 }
@@ -67,9 +67,12 @@ TEST(BuildInfo, MatchesTheTestBuild) {
   if (HOPE_TEST_WITH_CUDA) {
     EXPECT_FALSE(kv.at("cuda_version").empty());
     EXPECT_FALSE(kv.at("cuda_architectures").empty());
+    EXPECT_EQ(split(kv.at("attention_families"), ',').count("sm80"), 1u) << kv.at("attention_families");
+    EXPECT_EQ(split(kv.at("attention_families"), ',').count("sm90"), hope_test::library_has_sm90() ? 1u : 0u);
   } else {
     EXPECT_EQ(kv.at("cuda_version"), "");
     EXPECT_EQ(kv.at("cuda_architectures"), "");
+    EXPECT_EQ(kv.at("attention_families"), "");
   }
   int32_t devices = -1;
   ASSERT_EQ(hope_cuda_device_count(&devices), HOPE_SUCCESS);

@@ -1,15 +1,21 @@
 // SPEC §8 rotary variants on the CPU paths: the config's rotary dimension, pairing and model-exact frequencies
 // (hope_rope_components, hope_rope_cos_sin, host caches), interleaved pairs and partial rotary in
-// hope_rope_apply and hope_kv_append, against the float64 reference; hand-worked examples; bad input; and the
-// paths that do not honour the new fields yet refusing them as NOT_SUPPORTED. (GPU: test_rope_gpu.cc and friends.)
+// hope_rope_apply, hope_kv_append, hope_attention_forward and hope_decode_forward over the paged cache (the
+// models' layouts of rotary_variants_util.h, shared with the GPU tests), against the float64 reference;
+// hand-worked examples; bad rotary fields refused with a message by every entry point that takes them. (GPU:
+// test_rope_gpu.cc and test_rotary_variants_gpu.cc.)
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "reference/reference.h"
+#include "paged_test_util.h"
 #include "rope_test_util.h"
+#include "rotary_variants_util.h"
 #include "test_util.h"
 
 namespace {
@@ -400,40 +406,216 @@ TEST(KvAppendVariants, BadRotaryFieldsAreRefusedWithAMessage) {
   expect_message_has("rope_pairing 3");
 }
 
-// ---- paths that do not honour the fields yet ------------------------------------------------------------------
+// ---- hope_attention_forward on the CPU: the models' layouts against float64 -----------------------------------
 
-TEST(RotaryVariantsPending, AttentionAndDecodeRefuseUntilImplemented) {
-  // Valid non-default values: NOT_SUPPORTED with a message until the path honours them; invalid values:
-  // INVALID_VALUE first.
-  hope_attention_params_t a;
-  std::memset(&a, 0, sizeof a);
-  a.backend = HOPE_BACKEND_CPU;
-  a.dtype = HOPE_DTYPE_FLOAT32;
-  a.num_q_heads = a.num_kv_heads = 1;
-  a.head_dim = 64;
-  a.rope_pairing = HOPE_PAIRING_INTERLEAVED;
-  EXPECT_HOPE_FAIL(hope_attention_forward(&a, nullptr), HOPE_ERROR_NOT_SUPPORTED);
-  a.rope_pairing = 0;
-  a.rotary_dim = 32;
-  EXPECT_HOPE_FAIL(hope_attention_forward(&a, nullptr), HOPE_ERROR_NOT_SUPPORTED);
-  a.rotary_dim = 33;
-  EXPECT_HOPE_FAIL(hope_attention_forward(&a, nullptr), HOPE_ERROR_INVALID_VALUE);
-  expect_message_has("rotary_dim 33");
+using hope_test::rotary::AttnCase;
+using hope_test::rotary::AttnProblem;
+using hope_test::rotary::AttnResult;
+using hope_test::rotary::attn_case;
 
-  hope_decode_params_t d;
-  std::memset(&d, 0, sizeof d);
-  d.backend = HOPE_BACKEND_CPU;
-  d.cache.dtype = HOPE_DTYPE_FLOAT32;
-  d.cache.num_pages = d.cache.page_size = d.cache.num_kv_heads = 1;
-  d.cache.head_dim = 64;
-  d.num_q_heads = 1;
-  size_t bytes = 0;
-  d.rotary_dim = 32;
-  EXPECT_HOPE_FAIL(hope_decode_workspace_size(&d, &bytes), HOPE_ERROR_NOT_SUPPORTED);
-  d.rotary_dim = 0;
-  d.rope_pairing = 5;
-  EXPECT_HOPE_FAIL(hope_decode_workspace_size(&d, &bytes), HOPE_ERROR_INVALID_VALUE);
-  expect_message_has("rope_pairing 5");
+// rotary_dim 48 of head_dim 80: a rotary width that is no multiple of 16 with a pass-through tail of 32.
+const hope_test::rotary::Layout kHalf48{"rothalf48", HOPE_ROPE_MROPE, {6, 9, 9}, HOPE_PAIRING_ROTATE_HALF, 48, 1e6};
+
+// Runs the CPU attention of `pr` (host inputs) into poisoned outputs; k_rotated requested or not.
+void run_cpu_attention(const AttnProblem &pr, bool with_krot, AttnResult *r) {
+  const AttnCase &c = pr.c;
+  r->out = Tensor(c.dtype, static_cast<size_t>(pr.total_q) * c.hq * c.head_dim);
+  r->krot = Tensor(c.dtype, static_cast<size_t>(pr.total_k) * c.hk * c.head_dim);
+  r->out.poison();
+  r->krot.poison();
+  r->lse.assign(static_cast<size_t>(pr.total_q) * c.hq, std::nanf(""));
+  const hope_attention_params_t p = hope_test::rotary::attention_params_of(
+      pr, HOPE_BACKEND_CPU,
+      {pr.q.data(), pr.k.data(), pr.v.data(), pr.cu_q.data(), pr.cu_k.data(), pr.cos_q.data(), pr.sin_q.data(),
+       pr.cos_k.data(), pr.sin_k.data(), r->out.data(), r->lse.data(), with_krot ? r->krot.data() : nullptr});
+  ASSERT_HOPE_OK(hope_attention_forward(&p, nullptr));
+}
+
+class RotaryAttentionCpu : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(RotaryAttentionCpu, MatchesFloat64WithAndWithoutKRotated) {
+  AttnProblem pr;
+  ASSERT_NO_FATAL_FAILURE(hope_test::rotary::build_attention(GetParam(), 6100u + GetParam().head_dim, &pr));
+  AttnResult with, without;
+  ASSERT_NO_FATAL_FAILURE(run_cpu_attention(pr, true, &with));
+  ASSERT_NO_FATAL_FAILURE(run_cpu_attention(pr, false, &without));
+  ASSERT_NO_FATAL_FAILURE(hope_test::rotary::expect_attention_matches(pr, with, "CPU, k_rotated"));
+  ASSERT_NO_FATAL_FAILURE(hope_test::rotary::expect_attention_matches(pr, without, "CPU, no k_rotated"));
+  hope_test::rotary::expect_krot_matches(pr, with, "CPU");
+  EXPECT_EQ(with.out.bytes, without.out.bytes) << "k_rotated changed the attention output";
+  for (uint8_t b : without.krot.bytes) ASSERT_EQ(b, 0xff) << "k_rotated written without being requested";
+}
+
+std::vector<AttnCase> cpu_attention_cases() {
+  using namespace hope_test::rotary;  // NOLINT: the layouts
+  const int f32 = HOPE_DTYPE_FLOAT32, bf16 = HOPE_DTYPE_BFLOAT16, f16 = HOPE_DTYPE_FLOAT16;
+  // Lengths 1, 7, 129 and odd ones, an empty sequence, queries without keys, Nq > Nk under the causal mask.
+  return {
+      attn_case(kGlm128, f32, 128, 4, 2, true, {1, 7, 0, 129, 5}, {1, 7, 3, 150, 0}),
+      attn_case(kGlm128, bf16, 128, 7, 1, false, {37, 1}, {70, 130}),
+      attn_case(kErnie128, bf16, 128, 4, 1, true, {70, 1, 33}, {20, 9, 129}),
+      attn_case(kErnie128, f32, 128, 2, 2, false, {7, 129}, {150, 7}),
+      attn_case(kInter34, f32, 64, 6, 2, true, {37, 1, 0}, {70, 1, 5}),
+      attn_case(kInter34, bf16, 64, 3, 3, false, {9}, {17}),
+      attn_case(kHalf48, bf16, 80, 4, 2, true, {65, 3}, {65, 40}),
+      attn_case(kHalf48, f32, 80, 2, 1, false, {1, 31}, {9, 31}),
+      attn_case(kHalf2, f16, 96, 2, 2, true, {7, 129}, {150, 7}),
+      attn_case(kGlm256, bf16, 256, 2, 1, true, {33, 1}, {65, 1}),
+      attn_case(kDefault, f32, 64, 4, 2, true, {7, 65}, {30, 65}),
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, RotaryAttentionCpu, ::testing::ValuesIn(cpu_attention_cases()),
+                         [](const ::testing::TestParamInfo<AttnCase> &info) { return info.param.name; });
+
+// ---- kv_append then hope_decode_forward on the CPU over the paged cache -----------------------------------------
+
+struct DecodeCase {
+  std::string name;
+  hope_test::rotary::Layout layout;
+  hope_ref::PagedDecodeCase paged;
+};
+void PrintTo(const DecodeCase &c, std::ostream *os) { *os << c.name; }
+
+DecodeCase decode_case(const hope_test::rotary::Layout &l, int dtype, int hq, int hk, int d, int page_size,
+                       std::vector<int32_t> nq, std::vector<int32_t> lens, bool causal, int splits, bool lse = true) {
+  DecodeCase c{std::string(l.name) + "_" + hope_test::dtype_name(dtype) + "_d" + std::to_string(d) + "_gqa" +
+                   std::to_string(hq / hk) + (causal ? "_causal" : "_full") + "_split" + std::to_string(splits) +
+                   (lse ? "" : "_nolse"),
+               l, {}};
+  c.paged = hope_test::make_paged_case(c.name, dtype, hq, hk, d, page_size, std::move(nq), std::move(lens), causal,
+                                       splits, false, 0, lse);
+  return c;
+}
+
+class RotaryDecodeCpu : public ::testing::TestWithParam<DecodeCase> {};
+
+// hope_kv_append rotates the keys into poisoned pages with the layout, hope_decode_forward rotates q the same way
+// and attends over those pages: both against the float64 rotation and decode.
+TEST_P(RotaryDecodeCpu, AppendAndDecodeMatchFloat64) {
+  const hope_test::rotary::Layout &l = GetParam().layout;
+  const hope_ref::PagedDecodeCase &c = GetParam().paged;
+  const hope_ref::PagedDecodeData d = hope_ref::make_paged_decode(c, 5300 + c.hq * 7 + c.head_dim);
+  const int dt = c.dtype, hd = c.head_dim;
+  std::vector<float> cos_q, sin_q, cos_k, sin_k;
+  hope_test::rotary::decode_cos_sin(l, c, d, &cos_q, &sin_q, &cos_k, &sin_k);
+  const Tensor k = hope_test::to_tensor(dt, d.k), v = hope_test::to_tensor(dt, d.v), q = hope_test::to_tensor(dt, d.q);
+  const size_t page_elems = static_cast<size_t>(d.num_pages) * c.page_size * c.hk * hd;
+  Tensor kp(dt, page_elems), vp(dt, page_elems);
+  kp.poison();
+  vp.poison();
+  hope_kv_append_params_t ap;
+  std::memset(&ap, 0, sizeof ap);
+  ap.backend = HOPE_BACKEND_CPU;
+  ap.cache = hope_test::paged_kv(dt, d.num_pages, c.page_size, c.hk, hd, kp.data(), vp.data());
+  ap.num_tokens = d.total_k;
+  ap.k = k.data();
+  ap.v = v.data();
+  ap.slot_mapping = d.slots.data();
+  ap.cos_k = cos_k.data();
+  ap.sin_k = sin_k.data();
+  ap.rope_pairing = l.pairing;
+  ap.rotary_dim = l.rotary_dim;
+  ASSERT_HOPE_OK(hope_kv_append(&ap, nullptr));
+  const std::vector<double> k_pages = kp.values(), v_pages = vp.values(), k_in = k.values();
+  EXPECT_TRUE(hope_test::rotary::rotated_rows_match(
+      l, dt, hd, hope_ref::gather_pages(k_pages, c, d), k_in,
+      hope_test::rotary::rotate_ref(l, k_in, d.total_k, c.hk, hd, cos_k, sin_k)))
+      << "appended keys";
+
+  Tensor out(dt, static_cast<size_t>(d.total_q) * c.hq * hd);
+  out.poison();
+  std::vector<float> lse(static_cast<size_t>(c.hq) * d.total_q);
+  std::memset(lse.data(), 0xff, lse.size() * 4);
+  hope_decode_params_t p = hope_test::decode_params(HOPE_BACKEND_CPU, c, d, ap.cache, d.cu_q.data(), c.lens.data(),
+                                                    d.page_table.data(), q.data(), out.data());
+  p.lse = c.with_lse ? lse.data() : nullptr;
+  p.cos_q = cos_q.data();
+  p.sin_q = sin_q.data();
+  p.rope_pairing = l.pairing;
+  p.rotary_dim = l.rotary_dim;
+  size_t ws_bytes = 0;
+  ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
+  std::vector<uint8_t> ws(std::max<size_t>(ws_bytes, 1));
+  ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.data() : nullptr, ws_bytes, nullptr));
+  hope_test::rotary::expect_decode_matches(l, c, d, q, cos_q, sin_q, k_pages, v_pages, out, lse);
+}
+
+std::vector<DecodeCase> cpu_decode_cases() {
+  using namespace hope_test::rotary;  // NOLINT: the layouts
+  const int f32 = HOPE_DTYPE_FLOAT32, bf16 = HOPE_DTYPE_BFLOAT16;
+  return {
+      decode_case(kGlm128, bf16, 8, 2, 128, 16, {1, 8, 3}, {1, 130, 37}, true, 0),
+      decode_case(kGlm128, f32, 4, 1, 128, 7, {2, 1}, {77, 300}, true, 3),
+      decode_case(kErnie128, f32, 7, 1, 128, 16, {2, 1}, {77, 300}, true, 3),
+      decode_case(kErnie128, bf16, 4, 2, 128, 16, {1}, {129}, false, 1),
+      decode_case(kInter34, bf16, 16, 1, 64, 8, {3, 3}, {70, 3}, true, 0, false),
+      decode_case(kHalf48, f32, 4, 4, 80, 16, {5, 0, 1}, {40, 9, 1}, true, 0),
+      decode_case(kHalf48, bf16, 6, 2, 80, 5, {1, 2}, {1037, 2}, false, 2),
+      decode_case(kDefault, bf16, 4, 2, 128, 16, {2}, {50}, true, 3),
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, RotaryDecodeCpu, ::testing::ValuesIn(cpu_decode_cases()),
+                         [](const ::testing::TestParamInfo<DecodeCase> &info) { return info.param.name; });
+
+// ---- bad rotary fields on every entry point that takes them ------------------------------------------------------
+
+struct BadRotary {
+  int pairing, rotary_dim;
+  const char *needle;
+};
+// head_dim 64 everywhere below.
+const BadRotary kBadRotary[] = {{0, 33, "rotary_dim 33 must be even"}, {0, 66, "must be <= head_dim 64"},
+                                {0, -2, "must be >= 2"},                {2, 0, "rope_pairing 2"},
+                                {-1, 32, "rope_pairing -1"}};
+
+TEST(RotaryFieldsRefused, AttentionEntryPointsOnBothBackends) {
+  // A valid call (batch 0: a no-op) made invalid by one bad rotary field: INVALID_VALUE before anything else, on
+  // both backends (the CUDA backend checks the params before it looks for a device).
+  for (int backend : {HOPE_BACKEND_CPU, HOPE_BACKEND_CUDA})
+    for (const BadRotary &b : kBadRotary) {
+      SCOPED_TRACE(std::string(backend == HOPE_BACKEND_CPU ? "CPU " : "CUDA ") + b.needle);
+      hope_attention_params_t a;
+      std::memset(&a, 0, sizeof a);
+      a.backend = backend;
+      a.dtype = HOPE_DTYPE_BFLOAT16;
+      a.num_q_heads = a.num_kv_heads = 1;
+      a.head_dim = 64;
+      ASSERT_HOPE_OK(hope_attention_forward(&a, nullptr));  // the valid call
+      a.rope_pairing = b.pairing;
+      a.rotary_dim = b.rotary_dim;
+      size_t bytes = 0;
+      EXPECT_HOPE_FAIL(hope_attention_forward(&a, nullptr), HOPE_ERROR_INVALID_VALUE);
+      expect_message_has(b.needle);
+      expect_message_has("hope_attention_forward");
+      EXPECT_HOPE_FAIL(hope_attention_unfused_workspace_size(&a, &bytes), HOPE_ERROR_INVALID_VALUE);
+      expect_message_has(b.needle);
+      EXPECT_HOPE_FAIL(hope_attention_forward_unfused(&a, nullptr, 0, nullptr), HOPE_ERROR_INVALID_VALUE);
+      expect_message_has(b.needle);
+    }
+}
+
+// (On the CUDA backend decode checks for a device and where the cache lives first; its refusals of these fields
+// are the same hopei_rotary_resolve call, reached on a GPU.)
+TEST(RotaryFieldsRefused, DecodeEntryPoints) {
+  float page[64] = {0};
+  for (const BadRotary &b : kBadRotary) {
+      SCOPED_TRACE(b.needle);
+      hope_decode_params_t d;
+      std::memset(&d, 0, sizeof d);
+      d.backend = HOPE_BACKEND_CPU;
+      d.cache = hope_test::paged_kv(HOPE_DTYPE_BFLOAT16, 1, 1, 1, 64, page, page + 32);
+      d.num_q_heads = 1;
+      d.rope_pairing = b.pairing;
+      d.rotary_dim = b.rotary_dim;
+      size_t bytes = 0;
+      EXPECT_HOPE_FAIL(hope_decode_workspace_size(&d, &bytes), HOPE_ERROR_INVALID_VALUE);
+      expect_message_has(b.needle);
+      expect_message_has("hope_decode_workspace_size");
+      EXPECT_HOPE_FAIL(hope_decode_forward(&d, nullptr, 0, nullptr), HOPE_ERROR_INVALID_VALUE);
+      expect_message_has(b.needle);
+    }
 }
 
 }  // namespace

@@ -100,24 +100,12 @@ struct CpuDecodeProblem {
       for (int64_t i = 0; i < q_width; ++i) q.set(static_cast<size_t>(t * q_stride + i), d.q[t * q_width + i]);
     out = Tensor(c.dtype, static_cast<size_t>(d.total_q) * c.hq * c.head_dim);
     lse.assign(static_cast<size_t>(c.hq) * d.total_q, std::nanf(""));
-    p.backend = HOPE_BACKEND_CPU;
-    p.cache = cache.desc;
-    p.batch = d.batch;
-    p.num_q_heads = c.hq;
-    p.cu_seqlens_q = d.cu_q.data();
-    p.max_seqlen_q = d.max_q;
-    p.seq_lens = c.lens.data();
-    p.max_seqlen_k = d.max_k;
-    p.page_table = d.page_table.data();
-    p.max_pages_per_seq = d.max_pages;
-    p.q = q.data();
+    p = hope_test::decode_params(HOPE_BACKEND_CPU, c, d, cache.desc, d.cu_q.data(), c.lens.data(),
+                                 d.page_table.data(), q.data(), out.data());
     p.q_row_stride = c.q_pad ? q_stride : 0;
-    p.out = out.data();
     p.lse = c.with_lse ? lse.data() : nullptr;
     p.cos_q = c.rope ? d.cos_q.data() : nullptr;
     p.sin_q = c.rope ? d.sin_q.data() : nullptr;
-    p.causal = c.causal;
-    p.num_splits = c.num_splits;
     EXPECT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
   }
 

@@ -91,21 +91,10 @@ TEST_P(DecodeGpu, MatchesFloat64AndCpuBackend) {
   ASSERT_HOPE_OK(hope_kv_append(&ap, nullptr));
   ASSERT_CUDA(cudaDeviceSynchronize());
 
-  Tensor ck(c.dtype, page_elems), cv(c.dtype, page_elems);
-  ck.poison();
-  cv.poison();
-  hope_paged_kv_t ccache = gcache;
-  ccache.k_pages = ck.data();
-  ccache.v_pages = cv.data();
-  hope_kv_append_params_t cap = ap;
-  cap.backend = HOPE_BACKEND_CPU;
-  cap.cache = ccache;
-  cap.k = k.data();
-  cap.v = v.data();
-  cap.slot_mapping = d.slots.data();
-  cap.cos_k = c.rope ? d.cos_k.data() : nullptr;
-  cap.sin_k = c.rope ? d.sin_k.data() : nullptr;
-  ASSERT_HOPE_OK(hope_kv_append(&cap, nullptr));
+  Tensor ck, cv;
+  ASSERT_NO_FATAL_FAILURE(hope_test::cpu_append(ap, k.data(), v.data(), d.slots.data(),
+                                                c.rope ? d.cos_k.data() : nullptr, c.rope ? d.sin_k.data() : nullptr,
+                                                &ck, &cv));
   Tensor gk(c.dtype, page_elems), gv(c.dtype, page_elems);
   ASSERT_CUDA(kp.download(gk.data(), gk.bytes.size()));
   ASSERT_CUDA(vp.download(gv.data(), gv.bytes.size()));
@@ -115,25 +104,12 @@ TEST_P(DecodeGpu, MatchesFloat64AndCpuBackend) {
   EXPECT_TRUE(kp.guard_intact() && vp.guard_intact()) << "append wrote past the cache";
 
   // Decode on the GPU.
-  hope_decode_params_t p{};
-  p.backend = HOPE_BACKEND_CUDA;
-  p.cache = gcache;
-  p.batch = d.batch;
-  p.num_q_heads = c.hq;
-  p.cu_seqlens_q = dcu.as<int32_t>();
-  p.max_seqlen_q = d.max_q;
-  p.seq_lens = dlens.as<int32_t>();
-  p.max_seqlen_k = d.max_k;
-  p.page_table = dtable.as<int32_t>();
-  p.max_pages_per_seq = d.max_pages;
-  p.q = dq.get();
+  hope_decode_params_t p = hope_test::decode_params(HOPE_BACKEND_CUDA, c, d, gcache, dcu.as<int32_t>(),
+                                                    dlens.as<int32_t>(), dtable.as<int32_t>(), dq.get(), dout.get());
   p.q_row_stride = c.q_pad ? q_stride : 0;
-  p.out = dout.get();
   p.lse = c.with_lse ? dlse.as<float>() : nullptr;
   p.cos_q = c.rope ? dcos_q.as<float>() : nullptr;
   p.sin_q = c.rope ? dsin_q.as<float>() : nullptr;
-  p.causal = c.causal;
-  p.num_splits = c.num_splits;
   size_t ws_bytes = 0;
   ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
   if (c.num_splits == 1) EXPECT_EQ(ws_bytes, 0u);
@@ -287,19 +263,9 @@ TEST_P(KvAppendGpu, MatchesCpuBackendAndSkipsNegativeSlots) {
   ASSERT_CUDA(vp.download(gv.data(), page_bytes));
   EXPECT_TRUE(kp.guard_intact() && vp.guard_intact());
 
-  Tensor ck(c.dtype, gk.size()), cv(c.dtype, gk.size());
-  ck.poison();
-  cv.poison();
-  hope_kv_append_params_t h = p;
-  h.backend = HOPE_BACKEND_CPU;
-  h.cache.k_pages = ck.data();
-  h.cache.v_pages = cv.data();
-  h.k = k.data();
-  h.v = v.data();
-  h.slot_mapping = slots.data();
-  h.cos_k = c.rope ? cs.data() : nullptr;
-  h.sin_k = c.rope ? sn.data() : nullptr;
-  ASSERT_HOPE_OK(hope_kv_append(&h, nullptr));
+  Tensor ck, cv;
+  ASSERT_NO_FATAL_FAILURE(hope_test::cpu_append(p, k.data(), v.data(), slots.data(), c.rope ? cs.data() : nullptr,
+                                                c.rope ? sn.data() : nullptr, &ck, &cv));
   // Poisoned (NaN) slots must stay NaN on the GPU too: all_close requires NaN where the CPU left NaN.
   EXPECT_TRUE(hope_test::all_close(gk.values(), ck.values(), 1e-6, c.dtype == HOPE_DTYPE_FLOAT16 ? 1.0 / 1024 : 1.0 / 128));
   EXPECT_TRUE(hope_test::all_close(gv.values(), cv.values(), 0.0));
@@ -482,21 +448,9 @@ TEST_F(ServingGpu, DecodeStepIsGraphCapturable) {
   a.num_tokens = 1;
   a.k = a.v = dkv.get();
   a.slot_mapping = dslots.as<int64_t>();
-  hope_decode_params_t p{};
-  p.backend = HOPE_BACKEND_CUDA;
-  p.cache = a.cache;
-  p.batch = d.batch;
-  p.num_q_heads = c.hq;
-  p.cu_seqlens_q = dcu.as<int32_t>();
-  p.max_seqlen_q = d.max_q;
-  p.seq_lens = dlens.as<int32_t>();
-  p.max_seqlen_k = d.max_k;
-  p.page_table = dtable.as<int32_t>();
-  p.max_pages_per_seq = d.max_pages;
-  p.q = dq.get();
-  p.out = dout.get();
-  p.causal = 1;
-  p.num_splits = 3;
+  const hope_decode_params_t p = hope_test::decode_params(HOPE_BACKEND_CUDA, c, d, a.cache, dcu.as<int32_t>(),
+                                                          dlens.as<int32_t>(), dtable.as<int32_t>(), dq.get(),
+                                                          dout.get());  // causal, 3 splits
   size_t ws_bytes = 0;
   ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
   DeviceBuffer ws(ws_bytes);
@@ -586,26 +540,15 @@ TEST_F(ServingGpu, DecodeIndexesPagesPast2To31Elements) {
   hope_ref::paged_decode(c, d, q_rot, ck.values(), cv.values(), 0.0, &ref_out, &ref_lse);
 
   for (int splits : {1, 3}) {
-    hope_decode_params_t p{};
-    p.backend = HOPE_BACKEND_CUDA;
-    p.cache = ap.cache;
-    p.cache.num_pages = static_cast<int32_t>(total_pages);
-    p.cache.k_pages = kp.get();
-    p.cache.v_pages = vp.get();
-    p.batch = d.batch;
-    p.num_q_heads = c.hq;
-    p.cu_seqlens_q = dcu.as<int32_t>();
-    p.max_seqlen_q = d.max_q;
-    p.seq_lens = dlens.as<int32_t>();
-    p.max_seqlen_k = d.max_k;
-    p.page_table = dtable.as<int32_t>();
-    p.max_pages_per_seq = d.max_pages;
-    p.q = dq.get();
-    p.out = dout.get();
+    hope_paged_kv_t cache = ap.cache;
+    cache.num_pages = static_cast<int32_t>(total_pages);
+    cache.k_pages = kp.get();
+    cache.v_pages = vp.get();
+    hope_decode_params_t p = hope_test::decode_params(HOPE_BACKEND_CUDA, c, d, cache, dcu.as<int32_t>(),
+                                                      dlens.as<int32_t>(), dtable.as<int32_t>(), dq.get(), dout.get());
     p.lse = dlse.as<float>();
     p.cos_q = dcos.as<float>();
     p.sin_q = dsin.as<float>();
-    p.causal = 1;
     p.num_splits = splits;
     size_t ws_bytes = 0;
     ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));

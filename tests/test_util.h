@@ -212,6 +212,15 @@ inline bool library_has_cuda() {
   const char *info = nullptr;
   return hope_build_info(&info) == HOPE_SUCCESS && std::strstr(info, "\ncuda=on\n") != nullptr;
 }
+// Whether the library has the sm90 (Hopper: wgmma + TMA) fused-attention family built in.
+inline bool library_has_sm90() {
+  const char *info = nullptr;
+  if (hope_build_info(&info) != HOPE_SUCCESS) return false;
+  const char *line = std::strstr(info, "\nattention_families=");
+  if (line == nullptr) return false;
+  const char *end = std::strchr(line + 1, '\n');
+  return std::string(line, end != nullptr ? end : line + std::strlen(line)).find("sm90") != std::string::npos;
+}
 // What a CUDA-backend call returns on a machine without a usable GPU: HOPE_ERROR_NO_DEVICE, or
 // HOPE_ERROR_NOT_SUPPORTED from a library built without CUDA.
 inline hope_status_t no_gpu_status() {

@@ -308,6 +308,7 @@ static void on_thread_exit(Cta &cta, Thread &t) {
            "__syncthreads can never complete: thread %d exited while the other threads of its block wait here "
            "(a barrier in divergent code)",
            t.linear);
+  if (cta.sm90) sm90_thread_exit(cta, t);
 }
 
 static void fiber_main(void *arg) {
@@ -341,7 +342,11 @@ static void run_cta(Launch &launch, Cta &cta) {
 
   while (!cta.aborted) {
     const int next = pick(cta);
-    if (next < 0) break;
+    if (next < 0) {
+      // Nobody can run: the TMA copies some thread waits for land now (as late as possible).
+      if (cta.sm90 && sm90_make_progress(cta)) continue;
+      break;
+    }
     Thread &t = cta.threads[static_cast<size_t>(next)];
     cta.current = &t;
     cta.ids.thread_idx = t.tid;
@@ -376,6 +381,7 @@ static void run_cta(Launch &launch, Cta &cta) {
     cta.blame = nullptr;
     cta.aborted = true;
   }
+  if (!cta.aborted && cta.sm90) sm90_cta_end(cta);
   if (cta.aborted) {
     // Abandon the threads still alive; their stacks may carry ASan frame poison.
     for (Thread &t : cta.threads)
@@ -399,11 +405,18 @@ bool smem_check_read(Cta &cta, int reader, uint32_t addr, size_t bytes, Site sit
   for (uint32_t w = addr / kSmemWord; w < (addr + bytes + kSmemWord - 1) / kSmemWord; ++w) {
     const WordMeta &m = cta.meta[w];
     if (m.inflight_by >= 0) {
-      report(site, false,
-             "%s reads shared bytes [%u, %u) while a cp.async into them (thread %d, issued at %s:%d) is still in "
-             "flight: a missing or too shallow cp.async.wait_group",
-             what, w * kSmemWord, (w + 1) * kSmemWord, m.inflight_by, m.issue_file ? m.issue_file : "?",
-             m.issue_line);
+      if (m.inflight_tma)
+        report(site, false,
+               "%s reads shared bytes [%u, %u) while a TMA copy into them (thread %d, issued at %s:%d) is still in "
+               "flight: wait for its mbarrier phase first (a missing wait, or the wrong parity)",
+               what, w * kSmemWord, (w + 1) * kSmemWord, m.inflight_by, m.issue_file ? m.issue_file : "?",
+               m.issue_line);
+      else
+        report(site, false,
+               "%s reads shared bytes [%u, %u) while a cp.async into them (thread %d, issued at %s:%d) is still in "
+               "flight: a missing or too shallow cp.async.wait_group",
+               what, w * kSmemWord, (w + 1) * kSmemWord, m.inflight_by, m.issue_file ? m.issue_file : "?",
+               m.issue_line);
       return false;
     }
     if (m.landed_by >= 0 && m.landed_by != reader) {
@@ -523,6 +536,7 @@ static const char *kind_name(int kind) {
     case 3: return "a warp vote";
     case 4: return "ldmatrix";
     case 5: return "mma";
+    case 6: return "a warpgroup collective (wgmma, setmaxnreg)";
     default: return "a warp collective";
   }
 }
@@ -728,6 +742,7 @@ void execute_launch(Launch &launch) {
     std::fill(cta.warp_exited.begin(), cta.warp_exited.end(), 0u);
     cta.bar = Cta::Barrier{};
     for (WarpOp &op : cta.warp_ops) op = WarpOp{};
+    if (cta.sm90) sm90_cta_begin(cta);
     run_cta(launch, cta);
     meta_dirty = (cta.used + kSmemWord - 1) / kSmemWord;
   }

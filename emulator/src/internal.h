@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -85,7 +86,8 @@ using WarpComplete = void (*)(WarpOp &op, struct Cta &cta, int warp);
 
 // Per 4-byte word of shared memory: the copy in flight into it, and who landed the last one and when.
 struct WordMeta {
-  int32_t inflight_by = -1;     // thread whose cp.async targets it, -1 when none
+  int32_t inflight_by = -1;     // thread whose cp.async (or TMA copy) targets it, -1 when none
+  bool inflight_tma = false;    // the copy in flight is a TMA tile copy (cp.async.bulk.tensor)
   int32_t landed_by = -1;       // thread whose cp.async last landed it
   uint32_t landed_epoch = 0;    // CTA barrier epoch at landing
   uint32_t landed_wepoch = 0;   // warp __syncwarp epoch of that thread's warp at landing
@@ -101,6 +103,15 @@ struct StaticAlloc {
 };
 
 struct Launch;
+struct Cta;
+
+// The sm_90 state of a CTA (ptx_sm90.cc): mbarriers, TMA copies in flight, named barriers, the async-proxy
+// view of shared memory and each warpgroup's collectives and wgmma groups. Created on a CTA's first sm_90
+// instruction.
+struct Sm90Cta;
+struct Sm90Deleter {
+  void operator()(Sm90Cta *p) const;
+};
 
 struct Cta {
   Launch *launch = nullptr;
@@ -131,6 +142,7 @@ struct Cta {
     int arrived = 0;
   } bar;
   std::vector<WarpOp> warp_ops;
+  std::unique_ptr<Sm90Cta, Sm90Deleter> sm90;  // null until the CTA's first sm_90 instruction
 };
 
 struct Launch {
@@ -166,6 +178,16 @@ void note_host_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 bool smem_check_range(Cta &cta, uint32_t addr, size_t bytes, Site site, const char *what);
 // Checks that a reader thread may read [addr, addr + bytes) now: not in flight, and landed copies visible.
 bool smem_check_read(Cta &cta, int reader, uint32_t addr, size_t bytes, Site site, const char *what);
+
+// ---- sm_90 hooks of the scheduler (ptx_sm90.cc) ---------------------------------------------------------------
+void sm90_cta_begin(Cta &cta);  // a CTA starts: forget the previous CTA's sm_90 state
+// Nothing is runnable: lands the TMA copies that a blocked mbarrier waiter needs (copies land as late as
+// possible). True when some thread became runnable.
+bool sm90_make_progress(Cta &cta);
+void sm90_thread_exit(Cta &cta, Thread &t);  // checks what an exiting thread leaves behind
+void sm90_cta_end(Cta &cta);                  // copies never waited for, wgmma groups never retired
+// The emulated cuTensorMapEncodeTiled (runtime.cc returns it from cudaGetDriverEntryPoint*).
+void *tensor_map_encode_tiled_entry();
 
 // ---- the runtime side (runtime.cc) ----------------------------------------------------------------------------
 // Records an error for cudaGetLastError and for the next synchronisation (a failed launch).

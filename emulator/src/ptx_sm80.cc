@@ -44,9 +44,9 @@ void cp_async(uint32_t dst, const void *src, int cp_size, int src_size, Site sit
     const WordMeta &m = cta->meta[w];
     if (m.inflight_by >= 0) {
       report(site, false,
-             "cp.async into shared bytes [%u, %u) that another cp.async (thread %d, issued at %s:%d) still has in "
-             "flight",
-             w * kSmemWord, (w + 1) * kSmemWord, m.inflight_by, m.issue_file, m.issue_line);
+             "cp.async into shared bytes [%u, %u) that another %s (thread %d, issued at %s:%d) still has in flight",
+             w * kSmemWord, (w + 1) * kSmemWord, m.inflight_tma ? "TMA copy" : "cp.async", m.inflight_by,
+             m.issue_file, m.issue_line);
       return;
     }
   }

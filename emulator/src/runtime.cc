@@ -491,6 +491,35 @@ cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attributes, c
 
 // ---- kernels' attributes ----------------------------------------------------------------------------------------
 
+// ---- driver entry points: cuTensorMapEncodeTiled only (the emulated one, in ptx_sm90.cc) --------------------------
+static cudaError_t driver_entry_point(const char *symbol, void **fn, unsigned int version,
+                                      enum cudaDriverEntryPointQueryResult *status) {
+  if (symbol == nullptr || fn == nullptr) return fail(cudaErrorInvalidValue);
+  *fn = nullptr;
+  cudaDriverEntryPointQueryResult r = cudaDriverEntryPointSymbolNotFound;
+  if (std::strcmp(symbol, "cuTensorMapEncodeTiled") == 0) {
+    if (version < 12000) {
+      r = cudaDriverEntryPointVersionNotSufficent;
+    } else {
+      *fn = tensor_map_encode_tiled_entry();
+      r = cudaDriverEntryPointSuccess;
+    }
+  }
+  if (status != nullptr) *status = r;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDriverEntryPoint(const char *symbol, void **funcPtr, unsigned long long flags,
+                                    enum cudaDriverEntryPointQueryResult *driverStatus) {
+  (void)flags;
+  return driver_entry_point(symbol, funcPtr, CUDART_VERSION, driverStatus);
+}
+cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **funcPtr, unsigned int cudaVersion,
+                                             unsigned long long flags,
+                                             enum cudaDriverEntryPointQueryResult *driverStatus) {
+  (void)flags;
+  return driver_entry_point(symbol, funcPtr, cudaVersion, driverStatus);
+}
+
 cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
   if (func == nullptr) return fail(cudaErrorInvalidDeviceFunction);
   if (config().no_device) return fail(cudaErrorNoDevice);

@@ -3,7 +3,7 @@
 // dtype and head_dim into the template constants of the generated instances (kernels/instances/).
 //
 // K rotation, two strategies (issue: "measure later"); both give bit-identical rotated keys because they
-// share rope_chunk (fwd_kernel.cuh):
+// share rope_chunk (rope_tile.cuh):
 //  - pre-pass (params->k_rotated != NULL): a memory-bound kernel (k_prepass.cu) rotates K once into the
 //    caller's k_rotated buffer — which the caller wants anyway, e.g. to store in a KV cache — and the
 //    attention kernel reads keys from there and rotates nothing. Costs one extra read + write of K.
@@ -13,16 +13,28 @@
 // The call may not allocate, so without k_rotated there is no buffer for a pre-pass. The benchmark
 // (benchmarks/prefill_bench.py) compares the two.
 //
+// Architecture families: compute capability 9.x runs the sm90 family (warp-specialised wgmma + TMA,
+// kernels/attention/sm90/) when the build has it (HOPE_WITH_SM90), everything else from 8.0 on the sm80 family
+// (mma.sync, fwd_kernel.cuh). HOPE_ATTN_KERNEL_FAMILY=sm80 or sm90 forces one (benchmarks and tests compare
+// the two on one GPU); sm90 where it cannot run is NOT_SUPPORTED with the reason.
+//
 // Nothing here allocates, synchronises or reads device memory back: the call can be captured in a graph.
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include <cuda_runtime.h>
 
 #include "../../csrc/internal.h"
 #include "attention/fwd_params.h"
 #include "attention/fwd_traits.cuh"
+#include "attention/sm90/fwd_traits.cuh"
 #include "launch.h"
+
+#ifndef HOPE_WITH_SM90
+#define HOPE_WITH_SM90 0  // CMakeLists.txt defines it to 1 when the sm90 instances are built (sm_90a)
+#endif
 
 namespace hope {
 namespace {
@@ -97,7 +109,7 @@ bool aligned16(const void *ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u
 
 // What the planner decided for one call.
 struct FusedPlan {
-  int family = 80;               // architecture family of the instance (sm80: mma.sync, runs on sm_80+)
+  int family = 80;               // architecture family: 80 (mma.sync, runs on sm_80+) or 90 (wgmma, sm_90a)
   int block_m = 0, threads = 0, smem_bytes = 0;
   int num_m_blocks = 0;          // grid.x
   bool k_prepass = false;        // rotate/copy K into k_rotated first, the kernel reads it from there
@@ -115,6 +127,26 @@ void variants(VariantInfo *wide, VariantInfo *narrow) {
   using Narrow = AttnTraits<HD, T, kNarrowBlockM>;
   *wide = {Wide::kBlockM, Wide::kNThreads, Wide::kSmemBytes};
   *narrow = {Narrow::kBlockM, Narrow::kNThreads, Narrow::kSmemBytes};
+}
+// The sm90 family has one tile per instance.
+template <int HD, typename T>
+VariantInfo variant_sm90() {
+  using Traits = sm90::FwdTraits<HD, T>;
+  return {Traits::kBlockM, Traits::kThreads, Traits::kSmemBytes};
+}
+
+// HOPE_ATTN_KERNEL_FAMILY: unset, empty or "auto" -> 0 (the planner chooses), "sm80"/"80" -> 80,
+// "sm90"/"90" -> 90. Read on every call (a getenv), so a process may switch between calls.
+hope_status_t requested_family(int *family) {
+  const char *env = std::getenv("HOPE_ATTN_KERNEL_FAMILY");
+  *family = 0;
+  if (env == nullptr || env[0] == '\0' || std::strcmp(env, "auto") == 0) return HOPE_SUCCESS;
+  if (std::strcmp(env, "sm80") == 0 || std::strcmp(env, "80") == 0) *family = 80;
+  else if (std::strcmp(env, "sm90") == 0 || std::strcmp(env, "90") == 0) *family = 90;
+  else
+    return hopei_fail(HOPE_ERROR_INVALID_VALUE,
+                      "%s: HOPE_ATTN_KERNEL_FAMILY is \"%.32s\"; use auto, sm80 or sm90", kFn, env);
+  return HOPE_SUCCESS;
 }
 
 // THE planning function: every "is it supported" answer and every run goes through it, so they agree.
@@ -148,9 +180,10 @@ hope_status_t plan_fused(const hope_attention_params_t *p, FusedPlan *plan) {
                         "kernel needs (cp.async); use hope_attention_forward_unfused", kFn, x.name,
                         static_cast<long long>(x.stride));
   }
-  // SPEC §8: the rotary dims are rotated in whole 16-byte chunks (rotate-half pairs chunk c with c + rot/16).
+  // SPEC §8: the rotary dims are rotated in whole 16-byte chunks (rotate-half pairs chunk c with c + rot/16);
+  // without cos/sin nothing rotates and any rotary_dim goes.
   const int32_t rot = p->rotary_dim != 0 ? p->rotary_dim : p->head_dim;
-  if (rot % 16 != 0)
+  if (rot % 16 != 0 && (p->cos_q != nullptr || p->cos_k != nullptr))
     return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,
                       "%s: the fused CUDA kernel rotates whole 16-byte chunks and needs rotary_dim to be a multiple "
                       "of 16 (got %d); hope_attention_forward_unfused and the CPU backend take any even rotary_dim",
@@ -166,28 +199,50 @@ hope_status_t plan_fused(const hope_attention_params_t *p, FusedPlan *plan) {
     return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,
                       "%s: the fused CUDA kernel needs compute capability 8.0 or newer (this device is %d.%d); "
                       "use hope_attention_forward_unfused", kFn, dev.cc_major, dev.cc_minor);
-  plan->family = 80;  // the only family so far; a Hopper (sm90) family would be chosen here for cc 9.x
-  VariantInfo wide{}, narrow{};
-  (void)HOPE_DTYPE_SWITCH(p->dtype, T, [&] {
-    return HOPE_HEADDIM_SWITCH(p->head_dim, HD, [&] {
-      variants<HD, T>(&wide, &narrow);
-      return HOPE_SUCCESS;
-    });
-  });
-  // Tile choice from the device: the wide tile (more reuse of each K/V tile) unless its grid would not
-  // even give every SM one CTA; then the 64-row tile doubles the CTAs (short prompts, few heads).
+  int forced = 0;
+  HOPEI_TRY(requested_family(&forced));
+  const bool hopper = dev.cc_major == 9;
+  if (forced == 90 && !HOPE_WITH_SM90)
+    return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,
+                      "%s: HOPE_ATTN_KERNEL_FAMILY=sm90, but this library was built without the sm90 kernels "
+                      "(configure with -DHOPE_SM90=ON and a CUDA 12+ toolkit)", kFn);
+  if (forced == 90 && !hopper)
+    return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,
+                      "%s: HOPE_ATTN_KERNEL_FAMILY=sm90 needs a compute capability 9.x device (this one is %d.%d)",
+                      kFn, dev.cc_major, dev.cc_minor);
+  plan->family = forced != 0 ? forced : (HOPE_WITH_SM90 && hopper ? 90 : 80);
   // In int64: max_seqlen_q may be as large as INT32_MAX (+ block_m - 1 would overflow int).
   const int64_t max_q = p->max_seqlen_q;
-  const int64_t wide_ctas = (max_q + wide.block_m - 1) / wide.block_m * p->num_q_heads * p->batch;
-  const bool use_narrow = narrow.block_m < wide.block_m && dev.sm_count > 0 && wide_ctas < dev.sm_count;
-  const VariantInfo &chosen = use_narrow ? narrow : wide;
+  VariantInfo chosen{};
+  if (plan->family == 90) {
+    (void)HOPE_DTYPE_SWITCH(p->dtype, T, [&] {
+      return HOPE_HEADDIM_SWITCH(p->head_dim, HD, [&] {
+        chosen = variant_sm90<HD, T>();
+        return HOPE_SUCCESS;
+      });
+    });
+  } else {
+    VariantInfo wide{}, narrow{};
+    (void)HOPE_DTYPE_SWITCH(p->dtype, T, [&] {
+      return HOPE_HEADDIM_SWITCH(p->head_dim, HD, [&] {
+        variants<HD, T>(&wide, &narrow);
+        return HOPE_SUCCESS;
+      });
+    });
+    // Tile choice from the device: the wide tile (more reuse of each K/V tile) unless its grid would not
+    // even give every SM one CTA; then the 64-row tile doubles the CTAs (short prompts, few heads).
+    const int64_t wide_ctas = (max_q + wide.block_m - 1) / wide.block_m * p->num_q_heads * p->batch;
+    const bool use_narrow = narrow.block_m < wide.block_m && dev.sm_count > 0 && wide_ctas < dev.sm_count;
+    chosen = use_narrow ? narrow : wide;
+  }
   plan->block_m = chosen.block_m;
   plan->threads = chosen.threads;
   plan->smem_bytes = chosen.smem_bytes;
   if (plan->smem_bytes > dev.smem_optin)
     return hopei_fail(HOPE_ERROR_NOT_SUPPORTED,
-                      "%s: the fused kernel for head_dim %d needs %d bytes of shared memory per block, this device "
-                      "offers %d", kFn, p->head_dim, plan->smem_bytes, dev.smem_optin);
+                      "%s: the fused kernel (family sm%d) for head_dim %d needs %d bytes of shared memory per "
+                      "block, this device offers %d", kFn, plan->family, p->head_dim, plan->smem_bytes,
+                      dev.smem_optin);
   plan->num_m_blocks = static_cast<int>((max_q + plan->block_m - 1) / plan->block_m);  // < 2^31 / 64
   plan->k_prepass = p->k_rotated != nullptr;
   plan->rotate_k_in_kernel = !plan->k_prepass && p->cos_k != nullptr;
@@ -222,6 +277,8 @@ hope_status_t run_fused(const hope_attention_params_t *p, const FusedPlan &plan,
   kp.scale_log2 = static_cast<float>(static_cast<double>(p->softmax_scale) * 1.4426950408889634);
   kp.rot_half = (p->rotary_dim != 0 ? p->rotary_dim : p->head_dim) / 2;
   kp.interleaved = p->rope_pairing == HOPE_PAIRING_INTERLEAVED;
+  kp.max_seqlen_q = p->max_seqlen_q;
+  kp.max_seqlen_k = p->max_seqlen_k;
 
   if (plan.k_prepass) {
     KPrepassParams pp{};
@@ -247,7 +304,12 @@ hope_status_t run_fused(const hope_attention_params_t *p, const FusedPlan &plan,
   }
   if (plan.num_m_blocks == 0 || p->batch == 0) return HOPE_SUCCESS;  // no query rows anywhere
   return HOPE_DTYPE_SWITCH(p->dtype, T, [&] {
-    return HOPE_HEADDIM_SWITCH(p->head_dim, HD, [&] { return run_attn_fwd_sm80<HD, T>(kp, stream); });
+    return HOPE_HEADDIM_SWITCH(p->head_dim, HD, [&] {
+#if HOPE_WITH_SM90
+      if (plan.family == 90) return run_attn_fwd_sm90<HD, T>(kp, stream);
+#endif
+      return run_attn_fwd_sm80<HD, T>(kp, stream);
+    });
   });
 }
 

@@ -22,98 +22,11 @@
 #include "attention/fwd_params.h"
 #include "attention/fwd_traits.cuh"
 #include "attention/ptx_sm80.cuh"
+#include "attention/rope_tile.cuh"
+#include "attention/softmax_rows.cuh"
 #include "common/launch.cuh"
 
 namespace hope {
-
-// ---- rotation (SPEC §4) shared by the in-kernel tile rotation and the K pre-pass, so both K paths give
-// bit-identical rotated keys: explicit _rn intrinsics leave the compiler no contraction choice. ----------
-__device__ __forceinline__ float rope_first(float x1, float x2, float c, float s) {
-  return __fmaf_rn(x1, c, -__fmul_rn(x2, s));  // x[i] cos - x[i + half] sin
-}
-__device__ __forceinline__ float rope_second(float x1, float x2, float c, float s) {
-  return __fmaf_rn(x2, c, __fmul_rn(x1, s));  // x[i + half] cos + x[i] sin
-}
-
-// Loads 8 consecutive floats (cos or sin of 8 pairs); 16-byte vector loads when `aligned`.
-__device__ __forceinline__ void load_f8(float (&v)[8], const float *p, bool aligned) {
-  if (aligned) {
-    const float4 a = __ldg(reinterpret_cast<const float4 *>(p));
-    const float4 b = __ldg(reinterpret_cast<const float4 *>(p) + 1);
-    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-  } else {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = __ldg(p + j);
-  }
-}
-
-// Rotates 8 pairs: lo holds x[i..i+7], hi holds x[i+half..i+half+7] (8 elements of T each).
-template <typename T>
-__device__ __forceinline__ void rope_chunk(uint4 &lo, uint4 &hi, const float (&c)[8], const float (&s)[8]) {
-  uint32_t *a = reinterpret_cast<uint32_t *>(&lo);
-  uint32_t *b = reinterpret_cast<uint32_t *>(&hi);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 x1 = ptx::unpack2<T>(a[j]);
-    const float2 x2 = ptx::unpack2<T>(b[j]);
-    const int e = 2 * j;
-    a[j] = ptx::pack2<T>(rope_first(x1.x, x2.x, c[e], s[e]), rope_first(x1.y, x2.y, c[e + 1], s[e + 1]));
-    b[j] = ptx::pack2<T>(rope_second(x1.x, x2.x, c[e], s[e]), rope_second(x1.y, x2.y, c[e + 1], s[e + 1]));
-  }
-}
-
-// Rotates 4 interleaved pairs (SPEC §8): v holds x[2i..2i+7], pair j being (x[2i+2j], x[2i+2j+1]).
-template <typename T>
-__device__ __forceinline__ void rope_chunk_interleaved(uint4 &v, const float (&c)[4], const float (&s)[4]) {
-  uint32_t *a = reinterpret_cast<uint32_t *>(&v);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 x = ptx::unpack2<T>(a[j]);
-    a[j] = ptx::pack2<T>(rope_first(x.x, x.y, c[j], s[j]), rope_second(x.x, x.y, c[j], s[j]));
-  }
-}
-
-__device__ __forceinline__ void load_f4(float (&v)[4], const float *p, bool aligned) {
-  if (aligned) {
-    const float4 a = __ldg(reinterpret_cast<const float4 *>(p));
-    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-  } else {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = __ldg(p + j);
-  }
-}
-
-// Rotates chunk c of the rotary dims of a row in place: rotate-half pairs chunk c (dims 8c..8c+7) with chunk
-// c + rot_half/8 for c < rot_half/8; interleaved rotates the 4 pairs inside chunk c for c < rot_half/4. `at(ch)`
-// gives the address of chunk ch of the row; cos/sin point at the row's table row (rot_half floats).
-template <typename T, typename At>
-__device__ __forceinline__ void rope_row_chunk(At at, int c, const float *cos, const float *sin, int rot_half,
-                                               bool interleaved, bool aligned) {
-  if (interleaved) {
-    float cs[4], sn[4];
-    load_f4(cs, cos + c * 4, aligned);
-    load_f4(sn, sin + c * 4, aligned);
-    uint4 *p = at(c);
-    uint4 v = *p;
-    rope_chunk_interleaved<T>(v, cs, sn);
-    *p = v;
-    return;
-  }
-  float cs[8], sn[8];
-  load_f8(cs, cos + c * 8, aligned);
-  load_f8(sn, sin + c * 8, aligned);
-  uint4 *p_lo = at(c), *p_hi = at(c + rot_half / 8);
-  uint4 lo = *p_lo, hi = *p_hi;
-  rope_chunk<T>(lo, hi, cs, sn);
-  *p_lo = lo;
-  *p_hi = hi;
-}
-
-// Work items (chunks to rotate) per row: rot_half/8 chunk pairs (rotate-half) or rot_half/4 chunks (interleaved).
-__host__ __device__ __forceinline__ int rope_items_per_row(int rot_half, bool interleaved) {
-  return interleaved ? rot_half / 4 : rot_half / 8;
-}
 
 // ---- tile movement ---------------------------------------------------------------------------------------
 
@@ -363,15 +276,7 @@ __global__ void __launch_bounds__(Traits::kNThreads, 1) attn_fwd_sm80_kernel(con
 
   // ---- epilogue: normalise, stage this warp's 16 rows in its own Q rows, store 16 bytes at a time --------
   float inv[2], lse[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float s = row_sum[r];
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    const bool any = s > 0.f;  // false: no visible key -> o = 0, lse = -inf
-    inv[r] = any ? 1.f / s : 0.f;
-    lse[r] = any ? row_max[r] * p.softmax_scale + logf(s) : -INFINITY;
-  }
+  finalize_rows(row_max, row_sum, p.softmax_scale, inv, lse);
   __syncwarp();
 #pragma unroll
   for (int d = 0; d < kNTilesD; ++d) {

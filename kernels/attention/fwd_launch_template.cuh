@@ -13,6 +13,7 @@
 #include "attention/fwd_kernel.cuh"
 #include "attention/fwd_params.h"
 #include "attention/fwd_traits.cuh"
+#include "common/smem_optin.cuh"
 
 namespace hope {
 
@@ -23,39 +24,13 @@ hope_status_t launch_attn_fwd_sm80(const AttnFwdParams &params, cudaStream_t str
   auto kernel = &attn_fwd_sm80_kernel<Traits>;
   static const char *fn = "hope_attention_forward";
 
-  // Dynamic shared memory above 48 KB needs a per-device opt-in. Done once per (kernel, device): the bit
-  // is set only after the attribute call succeeded (two threads racing both set it, which is harmless).
-  if (kSmem > 48 * 1024) {
-    static std::atomic<uint64_t> configured{0};
-    int device = 0;
-    cudaError_t e = cudaGetDevice(&device);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();  // leave no stale error for the next caller's cudaGetLastError()
-      return hopei_cuda_fail(e, fn, "cudaGetDevice");
-    }
-    const uint64_t bit = device >= 0 && device < 64 ? (uint64_t{1} << device) : 0;
-    if (bit == 0 || (configured.load(std::memory_order_acquire) & bit) == 0) {
-      e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-      if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return hopei_cuda_fail(e, fn, "cudaFuncSetAttribute(max dynamic shared memory)");
-      }
-      configured.fetch_or(bit, std::memory_order_release);
-    }
-  }
-  // gridDim.z is limited to 65535: a larger batch takes several launches, each told its first sequence.
-  constexpr int64_t kMaxGridZ = 65535;
-  for (int64_t b0 = 0; b0 < params.batch; b0 += kMaxGridZ) {
-    AttnFwdParams chunk = params;
-    chunk.batch_offset = static_cast<int32_t>(b0);
-    const int64_t nb = params.batch - b0 < kMaxGridZ ? params.batch - b0 : kMaxGridZ;
-    const dim3 grid(static_cast<unsigned>(params.num_m_blocks), static_cast<unsigned>(params.num_q_heads),
-                    static_cast<unsigned>(nb));
+  static std::atomic<uint64_t> smem_configured{0};
+  HOPEI_TRY(opt_in_dynamic_smem(smem_configured, kernel, kSmem, fn));
+  return for_each_batch_chunk(params, [&](const AttnFwdParams &chunk, dim3 grid) {
     hope::launch_kernel(kernel, grid, Traits::kNThreads, kSmem, stream, chunk);
     const cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return hopei_cuda_fail(e, fn, "launching the fused attention kernel");
-  }
-  return HOPE_SUCCESS;
+    return e == cudaSuccess ? HOPE_SUCCESS : hopei_cuda_fail(e, fn, "launching the fused attention kernel");
+  });
 }
 
 // The instance entry point: the default tile, or the narrow 64-row tile when the planner chose it

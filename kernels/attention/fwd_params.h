@@ -33,7 +33,26 @@ struct AttnFwdParams {
   float scale_log2;              // softmax_scale * log2(e): the exponent scale of exp2f
   int32_t rot_half;              // SPEC §8: rotary_dim / 2 (a multiple of 8: whole 16-byte chunks); cos/sin width
   int32_t interleaved;           // pairs (2i, 2i + 1) instead of (i, i + rot_half)
+  int32_t max_seqlen_q, max_seqlen_k;  // the caller's bounds (the sm90 tensor maps span batch * max rows)
 };
+
+// gridDim.z is limited to 65535: a larger batch takes several launches, each told its first sequence.
+// Calls launch(chunk, grid) once per chunk of sequences (grid: num_m_blocks x num_q_heads x sequences) and
+// returns the first failing status.
+template <typename Launch>
+hope_status_t for_each_batch_chunk(const AttnFwdParams &params, Launch &&launch) {
+  constexpr int64_t kMaxGridZ = 65535;
+  for (int64_t b0 = 0; b0 < params.batch; b0 += kMaxGridZ) {
+    AttnFwdParams chunk = params;
+    chunk.batch_offset = static_cast<int32_t>(b0);
+    const int64_t nb = params.batch - b0 < kMaxGridZ ? params.batch - b0 : kMaxGridZ;
+    const dim3 grid(static_cast<unsigned>(params.num_m_blocks), static_cast<unsigned>(params.num_q_heads),
+                    static_cast<unsigned>(nb));
+    const hope_status_t s = launch(chunk, grid);
+    if (s != HOPE_SUCCESS) return s;
+  }
+  return HOPE_SUCCESS;
+}
 
 // The K pre-pass: rotates (cos/sin non-NULL) or copies K into the packed k_rotated buffer
 // [total_k][num_kv_heads][head_dim]; total_k is read from cu_seqlens_k[batch] on the device.
@@ -50,9 +69,14 @@ struct KPrepassParams {
 };
 
 // Architecture family sm80 (mma.sync m16n8k16 + cp.async + ldmatrix; runs on sm_80 and later, Hopper
-// included). A Hopper-specific family (wgmma/TMA) would add run_attn_fwd_sm90 beside it.
+// included). Instances: kernels/instances/attn_fwd_hd<D>_<dtype>_sm80.cu.
 template <int HEAD_DIM, typename T>
 hope_status_t run_attn_fwd_sm80(const AttnFwdParams &params, cudaStream_t stream);
+
+// Architecture family sm90 (warp-specialised wgmma + TMA + mbarriers; sm_90a only, compiled when the build
+// has HOPE_WITH_SM90). Instances: kernels/instances/attn_fwd_hd<D>_<dtype>_sm90.cu.
+template <int HEAD_DIM, typename T>
+hope_status_t run_attn_fwd_sm90(const AttnFwdParams &params, cudaStream_t stream);
 
 // kernels/attention/k_prepass.cu; dtype: HOPE_DTYPE_FLOAT16 or HOPE_DTYPE_BFLOAT16.
 hope_status_t run_k_prepass(const KPrepassParams &params, int32_t dtype, cudaStream_t stream);

@@ -5,13 +5,14 @@
 // hopei_rope_apply_cuda cannot serve here: it needs the token count on the host, and total_k lives in
 // device memory (cu_seqlens_k[batch]; reading it back would synchronise). This kernel reads it on the
 // device and sizes its grid from the host-side bound batch * max_seqlen_k. The rotation arithmetic is the
-// one the attention kernel applies in shared memory (rope_chunk in fwd_kernel.cuh), so both K paths give
+// one the attention kernel applies in shared memory (rope_chunk in rope_tile.cuh), so both K paths give
 // bit-identical keys.
 #include <algorithm>
 
 #include "../../csrc/internal.h"
-#include "attention/fwd_kernel.cuh"
 #include "attention/fwd_params.h"
+#include "attention/rope_tile.cuh"
+#include "common/launch.cuh"
 
 namespace hope {
 

@@ -119,8 +119,8 @@ __global__ void __launch_bounds__(kRopeThreads) rope_apply_scalar_kernel(RopeApp
 template <typename T>
 bool rope_vec_ok(const RopeApplyArgs<T> &a) {
   constexpr int V = Vec16<T>::kElems;
-  return is_full_rotate_half(a.rl, a.head_dim) && a.half % V == 0 && is_aligned16(a.x) && is_aligned16(a.out) && is_aligned16(a.cos) &&
-         is_aligned16(a.sin) && (a.x_stride * static_cast<int64_t>(sizeof(T))) % 16 == 0 &&
+  return is_full_rotate_half(a.rl, a.head_dim) && a.half % V == 0 && is_aligned16(a.x) && is_aligned16(a.out) &&
+         is_aligned16(a.cos) && is_aligned16(a.sin) && (a.x_stride * static_cast<int64_t>(sizeof(T))) % 16 == 0 &&
          (a.out_stride * static_cast<int64_t>(sizeof(T))) % 16 == 0;
 }
 

@@ -6,8 +6,9 @@
 // cos/sin float4s (shared by the token's heads, so they come from L1/L2). Items run chunk-fastest, then head,
 // then token, so a warp reads and writes contiguous runs; every load of an item is issued before any store.
 // A negative slot skips the token. When a pointer or row stride is not 16-byte aligned, or head_dim is not a
-// multiple of 16, or the keys rotate interleaved pairs or only their first rotary_dim dims (SPEC §8), a scalar
-// kernel (one thread per unit of kernels/rope/pairs.cuh: a rotary pair or two pass-through dims) takes over.
+// multiple of 16, or the keys rotate (cos/sin given) interleaved pairs or only their first rotary_dim dims
+// (SPEC §8), a scalar kernel (one thread per unit of kernels/rope/pairs.cuh: a rotary pair or two pass-through
+// dims) takes over.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -116,9 +117,10 @@ inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 
 
 template <typename T>
 hope_status_t launch(const KvAppendArgs &a, cudaStream_t stream) {
-  const bool vec = is_full_rotate_half(a.rl, a.d) && a.half % 8 == 0 && aligned16(a.k) && aligned16(a.v) && aligned16(a.k_pages) &&
+  // The vector kernel pairs (i, i + d/2): any layout when nothing rotates, the default one when it does.
+  const bool vec = a.half % 8 == 0 && aligned16(a.k) && aligned16(a.v) && aligned16(a.k_pages) &&
                    aligned16(a.v_pages) && a.k_stride % 8 == 0 && a.v_stride % 8 == 0 &&
-                   (a.cos == nullptr || (aligned16(a.cos) && aligned16(a.sin)));
+                   (a.cos == nullptr || (is_full_rotate_half(a.rl, a.d) && aligned16(a.cos) && aligned16(a.sin)));
   const int64_t per_token = static_cast<int64_t>(a.hk) * (vec ? a.half / 8 : a.half);
   const int64_t total = a.num_tokens * per_token;
   int sm = hopei_device_sm_count();

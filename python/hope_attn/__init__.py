@@ -16,7 +16,7 @@ from ._lib import (DEFAULT_SCALE_CANDIDATES, Backend, Component, DType, HopeErro
 from .api import (RopeCache, RopeConfig, Segment, as_segment, attention, cos_sin, cuda_device_count, decode,
                   default_sections, image, kv_append, last_error, merge_states, num_tokens, positions,
                   positions_generated, rope_apply, rope_components, rope_config, segment_from_vision_grid,
-                  select_temporal_scales, status_string, text, version, version_int, video)
+                  select_temporal_scales, status_string, text, version, version_int, video, video_frame_segments)
 from ._arrays import BFLOAT16_NP
 from ._build_info import build_info
 
@@ -28,5 +28,5 @@ __all__ = [
     "RopeCache", "RopeConfig", "Segment", "as_segment", "attention", "cos_sin", "cuda_device_count", "decode",
     "default_sections", "image", "kv_append", "last_error", "merge_states", "num_tokens", "positions",
     "positions_generated", "rope_apply", "rope_components", "rope_config", "segment_from_vision_grid",
-    "select_temporal_scales", "status_string", "text", "version", "version_int", "video",
+    "select_temporal_scales", "status_string", "text", "version", "version_int", "video", "video_frame_segments",
 ]

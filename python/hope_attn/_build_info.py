@@ -29,8 +29,9 @@ def _wheel_build() -> dict | None:
 
 def build_info() -> dict:
     """A dict of the library's hope_build_info() keys (all values are strings as the library reports them:
-    version, cuda ("on"/"off"), cuda_version, cuda_architectures, cuda_devices, nvtx, cpu_isa_paths,
-    cpu_isa_selected, cpu_features, compiler, build_type, system, and any key a newer library adds), plus
+    version, cuda ("on"/"off"), cuda_version, cuda_architectures, cuda_devices, attention_families, nvtx,
+    cpu_isa_paths, cpu_isa_selected, cpu_features, compiler, build_type, system, and any key a newer library
+    adds), plus
     "library" (the path of the loaded libhope_attn.so) and "wheel" (the wheel's recorded build, or None)."""
     text = ctypes.c_char_p()
     check(lib.hope_build_info(ctypes.byref(text)))

@@ -15,7 +15,7 @@ import numpy as np
 from . import _lib
 from ._args import (F32, I32, I64, INOUT, OUT, ROWS, Arr, Signature, arg, check, choice, fill_struct, integer, real,
                     shape, stream_value)
-from ._lib import Backend, Layout, Memory, RopeKind, ScalePolicy, SegmentKind, check as check_status, lib
+from ._lib import Backend, Layout, Memory, Pairing, RopeKind, ScalePolicy, SegmentKind, check as check_status, lib
 
 _fp = ctypes.POINTER(ctypes.c_float)
 _ip = ctypes.POINTER(ctypes.c_int32)
@@ -91,14 +91,44 @@ def video(t: int, h: int, w: int, scale: float = 0.0) -> Segment:
 
 
 def segment_from_vision_grid(kind, grid_t: int, grid_h: int, grid_w: int, spatial_merge_size: int = 2,
-                             temporal_scale: float = 0.0) -> Segment:
-    """A segment from a vision encoder's raw patch grid (Qwen2-VL's grid_thw), divided by the merge size."""
+                             temporal_scale: float = 0.0, temporal_merge_size: int = 1) -> Segment:
+    """A segment from a vision encoder's raw patch grid (Qwen2-VL's grid_thw): grid_h and grid_w divided by
+    spatial_merge_size, a video's grid_t by temporal_merge_size (SPEC §8; 2 for ERNIE-4.5-VL). The library
+    refuses a merge size that does not divide its dimension."""
     seg = _lib.hope_segment_t()
-    check_status(lib.hope_segment_from_vision_grid(
+    check_status(lib.hope_segment_from_vision_grid_ex(
         int(choice(SegmentKind, kind, "kind")), integer(grid_t, "grid_t"), integer(grid_h, "grid_h"),
         integer(grid_w, "grid_w"), integer(spatial_merge_size, "spatial_merge_size"),
-        real(temporal_scale, "temporal_scale"), ctypes.byref(seg)))
+        integer(temporal_merge_size, "temporal_merge_size"), real(temporal_scale, "temporal_scale"),
+        ctypes.byref(seg)))
     return _from_c(seg)
+
+
+def video_frame_segments(grid_t: int, grid_h: int, grid_w: int, timestamp_tokens, *, spatial_merge_size: int = 1,
+                         temporal_merge_size: int = 1, temporal_scale: float = 0.0) -> list:
+    """A video as Qwen3-VL and GLM-4.1V/4.5V lay it out: for each frame f (after the merges), its timestamp text
+    (timestamp_tokens[f] text tokens, e.g. the tokens of "<1.5 seconds>" and the frame's vision-start token), then
+    a T = 1 video block of grid_h x grid_w. grid_* is the raw grid with the merge sizes given (the defaults of 1
+    take LLM tokens); timestamp_tokens is one count per frame, or one int for every frame. Returns the segments
+    (a frame without timestamp tokens gets no text segment); lay them out with layout "mrope"."""
+    seg = segment_from_vision_grid(SegmentKind.VIDEO, grid_t, grid_h, grid_w, spatial_merge_size, temporal_scale,
+                                   temporal_merge_size)
+    frames = seg.grid_t
+    if isinstance(timestamp_tokens, (int, np.integer)):
+        counts = [integer(timestamp_tokens, "timestamp_tokens", lo=0)] * frames
+    else:
+        if isinstance(timestamp_tokens, (str, bytes)) or not hasattr(timestamp_tokens, "__len__"):
+            raise TypeError(f"timestamp_tokens: expected an int or one count per frame, got {timestamp_tokens!r}")
+        counts = [integer(n, f"timestamp_tokens[{i}]", lo=0) for i, n in enumerate(timestamp_tokens)]
+        if len(counts) != frames:
+            raise ValueError(f"timestamp_tokens: {len(counts)} counts for a video of {frames} frames "
+                             f"(grid_t {grid_t} / temporal_merge_size {temporal_merge_size})")
+    out = []
+    for n in counts:
+        if n:
+            out.append(text(n))
+        out.append(video(1, seg.grid_h, seg.grid_w, seg.temporal_scale))
+    return out
 
 
 def as_segment(s) -> Segment:
@@ -160,17 +190,43 @@ def num_tokens(segments) -> int:
     return int(n.value)
 
 
-def positions(segments, layout="diagonal", default_scale: float = 1.0, start: float = 0.0):
-    """(t, h, w) positions of SPEC §1: returns (float32 array [3, n], next_position)."""
+def positions(segments, layout="diagonal", default_scale: float = 1.0, start: float = 0.0, *,
+              second_per_grid_t=None, tokens_per_second: float = 2.0):
+    """(t, h, w) positions of SPEC §1 and §8: returns (float32 array [3, n], next_position).
+
+    layout "mrope_timed" (Qwen2.5-VL, Qwen2.5-Omni) needs second_per_grid_t: one interval (seconds per temporal
+    grid step, Qwen2.5-VL's second_per_grid_ts) per video segment, in the order the videos appear, and
+    tokens_per_second (2 for Qwen2.5-VL, 25 for Qwen2.5-Omni); a video frame f gets
+    t = base + trunc(float32(float32(f * g) * tokens_per_second)). The other layouts ignore both."""
     lay = choice(Layout, layout, "layout")
     scale, start = real(default_scale, "default_scale"), real(start, "start")
+    rate = real(tokens_per_second, "tokens_per_second")
     segs, arr = _c_segments(segments)
     n = ctypes.c_int64(0)
     check_status(lib.hope_positions_count(arr, len(segs), ctypes.byref(n)))
     out = np.empty((3, n.value), dtype=np.float32)
     nxt = ctypes.c_float(0.0)
-    check_status(lib.hope_positions_build(arr, len(segs), int(lay), scale, start, out.ctypes.data_as(_fp),
-                                          n.value, ctypes.byref(nxt)))
+    if lay != Layout.MROPE_TIMED:
+        check_status(lib.hope_positions_build(arr, len(segs), int(lay), scale, start, out.ctypes.data_as(_fp),
+                                              n.value, ctypes.byref(nxt)))
+        return out, float(nxt.value)
+    per_segment = None  # NULL: the library refuses a video without its interval, with its message
+    if second_per_grid_t is not None:
+        if isinstance(second_per_grid_t, (str, bytes)) or not hasattr(second_per_grid_t, "__len__"):
+            second_per_grid_t = [second_per_grid_t]
+        intervals = [real(g, f"second_per_grid_t[{i}]") for i, g in enumerate(second_per_grid_t)]
+        videos = [i for i, sg in enumerate(segs) if sg.kind == SegmentKind.VIDEO]
+        if len(intervals) != len(videos):
+            raise ValueError(f"second_per_grid_t: {len(intervals)} intervals for {len(videos)} video segments "
+                             f"(one per video, in order)")
+        per_segment = np.zeros(max(len(segs), 1), dtype=np.float32)
+        per_segment[videos] = intervals
+    p = fill_struct(_lib.hope_positions_params_t(), layout=int(lay), default_temporal_scale=scale, start=start,
+                    tokens_per_second=rate)
+    if per_segment is not None:
+        p.seconds_per_grid = per_segment.ctypes.data_as(_fp)
+    check_status(lib.hope_positions_build_ex(ctypes.byref(p), arr, len(segs), out.ctypes.data_as(_fp), n.value,
+                                             ctypes.byref(nxt)))
     return out, float(nxt.value)
 
 
@@ -224,16 +280,34 @@ def default_sections(head_dim: int) -> tuple:
 class RopeConfig:
     kind: RopeKind = RopeKind.HOPE
     head_dim: int = 128
-    sections: tuple | None = None  # None: default_sections(head_dim) (unused by vanilla)
+    sections: tuple | None = None  # None: default_sections(rotary_dim or head_dim) (unused by vanilla)
     theta: float = 1e6
+    # SPEC §8 (0.2). pairing: "rotate_half" (0) or "interleaved" (1: pair i rotates dims 2i, 2i + 1; GLM-4.xV,
+    # ERNIE-4.5-VL); independent of the "mrope_interleaved" frequency allocation. rotary_dim: the dims that
+    # rotate (even, 2..head_dim; 0: head_dim), the rest pass through; tables are [n, rotary_dim / 2].
+    # model_exact_freqs: the float32 inverse frequencies the models train with, angles still in double.
+    pairing: int = 0
+    rotary_dim: int = 0
+    model_exact_freqs: bool = False
+
+    @property
+    def rotary_width(self) -> int:
+        """The rotary dimension in effect: rotary_dim, or head_dim when it is 0."""
+        return self.rotary_dim if self.rotary_dim else self.head_dim
 
     def to_c(self) -> _lib.hope_rope_config_t:
         c = _lib.hope_rope_config_t()
         c.kind = int(choice(RopeKind, self.kind, "rope kind"))
         c.head_dim = integer(self.head_dim, "head_dim")
+        c.pairing = _pairing(self.pairing)
+        c.rotary_dim = integer(self.rotary_dim, "rotary_dim")
+        if not isinstance(self.model_exact_freqs, (bool, np.bool_, int, np.integer)):
+            raise TypeError(f"model_exact_freqs: expected a bool, got {self.model_exact_freqs!r}")
+        c.model_exact_freqs = integer(int(self.model_exact_freqs), "model_exact_freqs")
         sec = self.sections
         if sec is None:
-            sec = (0, 0, 0) if c.kind == RopeKind.VANILLA else default_sections(self.head_dim)
+            sec = (0, 0, 0) if c.kind == RopeKind.VANILLA else default_sections(
+                c.rotary_dim if c.rotary_dim > 0 else c.head_dim)
         if isinstance(sec, (str, bytes)) or not hasattr(sec, "__len__") or len(sec) != 3:
             raise ValueError(f"sections must be (st, sh, sw), got {sec!r}")
         for i in range(3):
@@ -242,7 +316,27 @@ class RopeConfig:
         return c
 
 
-def rope_config(config=None, *, kind=None, head_dim=None, sections=None, theta=None) -> RopeConfig:
+def _pairing(value) -> int:
+    """A pairing as the C int: a Pairing, its name, or any int32 (the library refuses values other than 0 and 1
+    with its own message)."""
+    if isinstance(value, (str, Pairing)):
+        return int(choice(Pairing, value, "pairing"))
+    return integer(value, "pairing")
+
+
+def _rotary_fields(pairing, rotary_dim) -> dict:
+    """rope_pairing and rotary_dim of a params struct (checked by the library, which names what is wrong)."""
+    return dict(rope_pairing=_pairing(pairing), rotary_dim=integer(0 if rotary_dim is None else rotary_dim,
+                                                                    "rotary_dim"))
+
+
+# The width of a cos/sin table: rotary_dim / 2, or d / 2 when rotary_dim is 0, odd or out of range (then the library
+# refuses the call with its message, whatever tables were given).
+_HALF = "(rotary_dim if 0 < rotary_dim <= d and rotary_dim % 2 == 0 else d) // 2"
+
+
+def rope_config(config=None, *, kind=None, head_dim=None, sections=None, theta=None, pairing=None, rotary_dim=None,
+                model_exact_freqs=None) -> RopeConfig:
     """A RopeConfig from a RopeConfig, a dict, a kind (name or RopeKind) plus keywords, or keywords alone."""
     if isinstance(config, RopeConfig):
         base = dataclasses.replace(config)
@@ -260,6 +354,12 @@ def rope_config(config=None, *, kind=None, head_dim=None, sections=None, theta=N
         base.sections = tuple(sections)
     if theta is not None:
         base.theta = real(theta, "theta", "float64")
+    if pairing is not None:
+        base.pairing = pairing
+    if rotary_dim is not None:
+        base.rotary_dim = integer(rotary_dim, "rotary_dim")
+    if model_exact_freqs is not None:
+        base.model_exact_freqs = model_exact_freqs
     base.kind = choice(RopeKind, base.kind, "rope kind")
     return base
 
@@ -275,7 +375,7 @@ def rope_components(config=None, **kw) -> np.ndarray:
     """c(i) for each rotary pair: 0 = t, 1 = h, 2 = w, -1 = none (zero frequency)."""
     cfg = rope_config(config, **kw)
     c = _checked_config(cfg)
-    out = np.empty(c.head_dim // 2, dtype=np.int32)
+    out = np.empty(cfg.rotary_width // 2, dtype=np.int32)
     check_status(lib.hope_rope_components(ctypes.byref(c), out.ctypes.data_as(_ip)))
     return out
 
@@ -284,17 +384,19 @@ _COS_SIN = Signature("cos_sin", (arg("positions", (3, "n"), shape("n"), dtype=F3
                      host_only=True)
 
 
-def cos_sin(config=None, positions=None, *, kind=None, head_dim=None, sections=None, theta=None):
-    """Host cos/sin tables of SPEC §3: returns (cos, sin), float32 [n, head_dim/2]. positions: [3, n] (or [n]
-    for 1-D positions, used on all three rows)."""
+def cos_sin(config=None, positions=None, *, kind=None, head_dim=None, sections=None, theta=None, pairing=None,
+            rotary_dim=None, model_exact_freqs=None):
+    """Host cos/sin tables of SPEC §3 and §8: returns (cos, sin), float32 [n, rotary_dim/2] (rotary_dim 0:
+    head_dim). positions: [3, n] (or [n] for 1-D positions, used on all three rows)."""
     if positions is None:
         raise ValueError("cos_sin: positions are required")
-    cfg = rope_config(config, kind=kind, head_dim=head_dim, sections=sections, theta=theta)
+    cfg = rope_config(config, kind=kind, head_dim=head_dim, sections=sections, theta=theta, pairing=pairing,
+                      rotary_dim=rotary_dim, model_exact_freqs=model_exact_freqs)
     c = _checked_config(cfg)
     pos = np.asarray(check(_COS_SIN, {"positions": positions})["positions"].obj)
     if pos.ndim == 1:
         pos = np.stack([pos, pos, pos])
-    n, half = pos.shape[1], c.head_dim // 2
+    n, half = pos.shape[1], cfg.rotary_width // 2
     cos = np.empty((n, half), dtype=np.float32)
     sin = np.empty((n, half), dtype=np.float32)
     check_status(lib.hope_rope_cos_sin(ctypes.byref(c), pos.ctypes.data_as(_fp), n, cos.ctypes.data_as(_fp),
@@ -335,7 +437,7 @@ _FILL = Signature("RopeCache.fill", (arg("positions", (3, "n"), dtype=F32, conve
 class RopeCache:
     """hope_rope_cache_t: cos/sin tables for `capacity` tokens on the host or the current CUDA device.
     .cos / .sin: read-only numpy arrays (host cache) or __cuda_array_interface__ views (device cache)
-    [capacity, d/2]. A view keeps the tables alive: close() (or leaving a `with` block) releases them once no
+    [capacity, rotary_dim/2]. A view keeps the tables alive: close() (or leaving a `with` block) releases them once no
     view is left, and the closed cache refuses further use."""
 
     def __init__(self, config=None, capacity: int = 1, memory="host", **kw):
@@ -351,7 +453,7 @@ class RopeCache:
         check_status(lib.hope_rope_cache_get(handle, ctypes.byref(cos_p), ctypes.byref(sin_p), ctypes.byref(cap),
                                              ctypes.byref(where)))
         self.capacity, self.memory = int(cap.value), Memory(where.value)
-        half = self.config.head_dim // 2
+        half = self.config.rotary_width // 2
         if self.memory == Memory.HOST:
             self._cos, self._sin = self._host_view(cos_p.value, half), self._host_view(sin_p.value, half)
         else:
@@ -460,24 +562,28 @@ def _max_len(c, cu_name: str, given, name: str) -> int:
 
 _ROPE_APPLY = Signature("rope_apply", (
     arg("x", shape("tokens", "heads", "d"), shape("tokens", "d", heads=1), layout=ROWS),
-    arg("cos", (">=tokens", "d // 2"), dtype=F32, convert=True),
-    arg("sin", (">=tokens", "d // 2"), dtype=F32, convert=True),
+    arg("cos", (">=tokens", _HALF), dtype=F32, convert=True),
+    arg("sin", (">=tokens", _HALF), dtype=F32, convert=True),
     arg("out", shape("tokens", "heads", "d"), shape("tokens", "d", heads=1), like="x", role=OUT, layout=ROWS),
 ))
 
 
-def rope_apply(x, cos, sin, out=None, *, dtype=None, stream=None, backend=None):
-    """Rotates x [tokens, heads, d] (or [tokens, d]) by its token's cos/sin [tokens, d/2]; returns out.
-    numpy inputs run on the CPU backend; CUDA arrays (torch, cupy, __cuda_array_interface__) on the GPU.
-    dtype="bfloat16" marks a uint16 array as bfloat16 bits. out may be x (in place)."""
-    c = check(_ROPE_APPLY, dict(x=x, cos=cos, sin=sin, out=out), dtype, backend)
+def rope_apply(x, cos, sin, out=None, *, pairing=0, rotary_dim=None, dtype=None, stream=None, backend=None):
+    """Rotates x [tokens, heads, d] (or [tokens, d]) by its token's cos/sin [tokens, rotary_dim/2]; returns out.
+    pairing: "rotate_half" (0) or "interleaved" (1); rotary_dim: the dims that rotate (None or 0: d), the rest
+    are copied (SPEC §8). numpy inputs run on the CPU backend; CUDA arrays (torch, cupy,
+    __cuda_array_interface__) on the GPU. dtype="bfloat16" marks a uint16 array as bfloat16 bits. out may be x
+    (in place)."""
+    rot = _rotary_fields(pairing, rotary_dim)
+    c = check(_ROPE_APPLY, dict(x=x, cos=cos, sin=sin, out=out), dtype, backend,
+              symbols={"rotary_dim": rot["rotary_dim"]})
     if out is None:
         out = c.alloc("out", c["x"].shape, like="x")
     s = c.sym
     p = fill_struct(_lib.hope_rope_apply_params_t(), backend=int(c.backend), dtype=int(c["x"].dtype),
                     num_tokens=s["tokens"], num_heads=s["heads"], head_dim=s["d"], x=c.ptr("x"),
                     x_row_stride=c.row_stride("x"), out=c.ptr("out"), out_row_stride=c.row_stride("out"),
-                    cos=c.ptr("cos"), sin=c.ptr("sin"))
+                    cos=c.ptr("cos"), sin=c.ptr("sin"), **rot)
     check_status(lib.hope_rope_apply(ctypes.byref(p), _call_stream(c, stream, "x", "out")))
     return out
 
@@ -494,10 +600,10 @@ _ATTENTION = Signature("attention", (
         default=lambda s: [0, s["total_q"]]),  # None: one sequence over every row
     arg("cu_seqlens_k", ("nseq",), dtype=I32, convert=True, upload=True, cumulative="total_k",
         default=lambda s: [0, s["total_k"]]),
-    arg("cos_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
-    arg("sin_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
-    arg("cos_k", (">=total_k", "d // 2"), dtype=F32, optional=True, convert=True),
-    arg("sin_k", (">=total_k", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("cos_q", (">=total_q", _HALF), dtype=F32, optional=True, convert=True),
+    arg("sin_q", (">=total_q", _HALF), dtype=F32, optional=True, convert=True),
+    arg("cos_k", (">=total_k", _HALF), dtype=F32, optional=True, convert=True),
+    arg("sin_k", (">=total_k", _HALF), dtype=F32, optional=True, convert=True),
     arg("out", ("total_q", "hq", "d"), like="q", role=OUT),
     arg("lse", ("hq", "covered_q"), dtype=F32, role=OUT),  # [Hq][cu_seqlens_q[-1]], as the library lays it out
     arg("k_rotated", ("total_k", "hk", "d"), like="k", role=OUT),
@@ -507,11 +613,14 @@ _ATTENTION = Signature("attention", (
 def attention(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, *, causal: bool = False, cos_q=None, sin_q=None,
               cos_k=None, sin_k=None, softmax_scale: float | None = None, return_lse: bool = False,
               max_seqlen_q: int | None = None, max_seqlen_k: int | None = None, out=None, lse=None,
-              k_rotated=None, dtype=None, stream=None, backend=None, unfused: bool = False):
+              k_rotated=None, pairing=0, rotary_dim=None, dtype=None, stream=None, backend=None,
+              unfused: bool = False):
     """Varlen attention with rotary embedding fused in (SPEC §5).
 
     q [total_q, Hq, d], k and v [total_k, Hk, d]; cu_seqlens_* [batch + 1] int32 (None: one sequence).
-    cos_q/sin_q [total_q, d/2], cos_k/sin_k [total_k, d/2] float32, or None to use q / k as given.
+    cos_q/sin_q [total_q, rotary_dim/2], cos_k/sin_k [total_k, rotary_dim/2] float32, or None to use q / k as
+    given; pairing ("rotate_half" or "interleaved") and rotary_dim (None: d) as in rope_apply (SPEC §8; the fused
+    GPU kernel rotates rotary_dim multiples of 16 only, the unfused path and the CPU any even rotary_dim).
     Returns out [total_q, Hq, d], or (out, lse [Hq, cu_seqlens_q[-1]] float32) with return_lse=True (lse holds
     the rows the sequences cover, as the library lays it out). Rows of q past cu_seqlens_q[-1] get out = 0 in
     an out allocated here (a given out keeps them as they were).
@@ -520,7 +629,8 @@ def attention(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, *, causal: bool = F
     scale = 0.0 if softmax_scale is None else real(softmax_scale, "softmax_scale")
     values = dict(q=q, k=k, v=v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, cos_q=cos_q, sin_q=sin_q,
                   cos_k=cos_k, sin_k=sin_k, out=out, lse=lse, k_rotated=k_rotated)
-    c = check(_ATTENTION, values, dtype, backend)
+    rot = _rotary_fields(pairing, rotary_dim)
+    c = check(_ATTENTION, values, dtype, backend, symbols={"rotary_dim": rot["rotary_dim"]})
     s = c.sym
     if out is None:
         out = c.alloc("out", (s["total_q"], s["hq"], s["d"]), like="q",
@@ -534,7 +644,7 @@ def attention(q, k, v, cu_seqlens_q=None, cu_seqlens_k=None, *, causal: bool = F
                     softmax_scale=scale, causal=1 if causal else 0, q_row_stride=c.row_stride("q"),
                     k_row_stride=c.row_stride("k"), v_row_stride=c.row_stride("v"),
                     **{n: c.ptr(n) for n in ("cu_seqlens_q", "cu_seqlens_k", "q", "k", "v", "out", "lse", "cos_q",
-                                             "sin_q", "cos_k", "sin_k", "k_rotated")})
+                                             "sin_q", "cos_k", "sin_k", "k_rotated")}, **rot)
     st = _call_stream(c, stream, "q", "k", "v", "out")
     if unfused:
         if c.backend != Backend.CUDA:
@@ -596,18 +706,20 @@ _KV_APPEND = Signature("kv_append", (
     arg("k", ("tokens", "hk", "d"), like="k_pages", layout=ROWS),
     arg("v", ("tokens", "hk", "d"), like="k_pages", layout=ROWS),
     arg("slot_mapping", ("tokens",), dtype=I64, convert=True, upload=True),
-    arg("cos_k", (">=tokens", "d // 2"), dtype=F32, optional=True, convert=True),
-    arg("sin_k", (">=tokens", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("cos_k", (">=tokens", _HALF), dtype=F32, optional=True, convert=True),
+    arg("sin_k", (">=tokens", _HALF), dtype=F32, optional=True, convert=True),
 ), together=(("cos_k", "sin_k"),))
 
 
-def kv_append(k_pages, v_pages, k, v, slot_mapping, cos_k=None, sin_k=None, *, dtype=None, stream=None,
-              backend=None):
+def kv_append(k_pages, v_pages, k, v, slot_mapping, cos_k=None, sin_k=None, *, pairing=0, rotary_dim=None,
+              dtype=None, stream=None, backend=None):
     """Rotates new keys (when cos_k/sin_k are given) and writes keys and values into their paged-cache slots.
     k_pages, v_pages: [num_pages, page_size, Hk, d]; k, v: [tokens, Hk, d]; slot_mapping: int64 [tokens]
-    (negative: skip). Writes the pages in place and returns (k_pages, v_pages)."""
+    (negative: skip); cos_k/sin_k [tokens, rotary_dim/2]; pairing and rotary_dim as in rope_apply. Writes the
+    pages in place and returns (k_pages, v_pages)."""
+    rot = _rotary_fields(pairing, rotary_dim)
     c = check(_KV_APPEND, dict(k_pages=k_pages, v_pages=v_pages, k=k, v=v, slot_mapping=slot_mapping, cos_k=cos_k,
-                               sin_k=sin_k), dtype, backend)
+                               sin_k=sin_k), dtype, backend, symbols={"rotary_dim": rot["rotary_dim"]})
     # the CPU backend checks slots itself; on the device, slots given on the host are checked here (device ones
     # are not read back: the caller's promise, as in the C API)
     if c.device and c.host.get("slot_mapping") is not None:
@@ -618,7 +730,7 @@ def kv_append(k_pages, v_pages, k, v, slot_mapping, cos_k=None, sin_k=None, *, d
     p = fill_struct(_lib.hope_kv_append_params_t(), backend=int(c.backend), cache=_cache(c),
                     num_tokens=c.sym["tokens"], k=c.ptr("k"), v=c.ptr("v"), k_row_stride=c.row_stride("k"),
                     v_row_stride=c.row_stride("v"), slot_mapping=c.ptr("slot_mapping"), cos_k=c.ptr("cos_k"),
-                    sin_k=c.ptr("sin_k"))
+                    sin_k=c.ptr("sin_k"), **rot)
     check_status(lib.hope_kv_append(ctypes.byref(p), _call_stream(c, stream, "k_pages", "k", "v")))
     return k_pages, v_pages
 
@@ -630,8 +742,8 @@ _DECODE = Signature("decode", (
     arg("cu_seqlens_q", ("nseq",), dtype=I32, convert=True, upload=True, cumulative="total_q", end="covered_q"),
     arg("seq_lens", ("nseq - 1",), dtype=I32, convert=True, upload=True, readback=True),
     arg("page_table", (">=nseq - 1", "max_pages"), dtype=I32, convert=True, upload=True),
-    arg("cos_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
-    arg("sin_q", (">=total_q", "d // 2"), dtype=F32, optional=True, convert=True),
+    arg("cos_q", (">=total_q", _HALF), dtype=F32, optional=True, convert=True),
+    arg("sin_q", (">=total_q", _HALF), dtype=F32, optional=True, convert=True),
     arg("out", ("total_q", "hq", "d"), like="q", role=OUT),
     arg("lse", ("hq", "covered_q"), dtype=F32, role=OUT),
 ), together=(("cos_q", "sin_q"),))
@@ -656,14 +768,17 @@ def _check_pages_on_device(c):
 def decode(q, k_pages, v_pages, cu_seqlens_q, seq_lens, page_table, *, cos_q=None, sin_q=None,
            causal: bool = True, softmax_scale: float | None = None, return_lse: bool = False,
            max_seqlen_q: int | None = None, max_seqlen_k: int | None = None, num_splits: int = 0, out=None,
-           lse=None, dtype=None, stream=None, backend=None):
+           lse=None, pairing=0, rotary_dim=None, dtype=None, stream=None, backend=None):
     """Attention of 1..8 new query tokens per sequence over its pages (decode / speculative decoding).
     q [total_q, Hq, d]; cu_seqlens_q [batch + 1] and seq_lens [batch] int32; page_table int32
     [batch, max_pages_per_seq]. The workspace is allocated here. Returns out (and lse [Hq, cu_seqlens_q[-1]]
-    with return_lse); rows of q past cu_seqlens_q[-1] get out = 0 in an out allocated here."""
+    with return_lse); rows of q past cu_seqlens_q[-1] get out = 0 in an out allocated here. cos_q/sin_q
+    [total_q, rotary_dim/2]; pairing and rotary_dim as the keys in the cache were rotated (see kv_append)."""
     scale = 0.0 if softmax_scale is None else real(softmax_scale, "softmax_scale")
+    rot = _rotary_fields(pairing, rotary_dim)
     c = check(_DECODE, dict(q=q, k_pages=k_pages, v_pages=v_pages, cu_seqlens_q=cu_seqlens_q, seq_lens=seq_lens,
-                            page_table=page_table, cos_q=cos_q, sin_q=sin_q, out=out, lse=lse), dtype, backend)
+                            page_table=page_table, cos_q=cos_q, sin_q=sin_q, out=out, lse=lse), dtype, backend,
+              symbols={"rotary_dim": rot["rotary_dim"]})
     s = c.sym
     if c.device:
         _check_pages_on_device(c)
@@ -682,7 +797,7 @@ def decode(q, k_pages, v_pages, cu_seqlens_q, seq_lens, page_table, *, cos_q=Non
                     max_seqlen_k=max_seqlen_k, max_pages_per_seq=s["max_pages"], q_row_stride=c.row_stride("q"),
                     softmax_scale=scale, causal=1 if causal else 0, num_splits=num_splits,
                     **{n: c.ptr(n) for n in ("cu_seqlens_q", "seq_lens", "page_table", "q", "out", "lse", "cos_q",
-                                             "sin_q")})
+                                             "sin_q")}, **rot)
     size = ctypes.c_size_t(0)
     check_status(lib.hope_decode_workspace_size(ctypes.byref(p), ctypes.byref(size)))
     ws = c.alloc("workspace", (int(size.value),), kind="u1") if size.value else None
@@ -695,7 +810,7 @@ def decode(q, k_pages, v_pages, cu_seqlens_q, seq_lens, page_table, *, cos_q=Non
 
 __all__ = [
     "version", "version_int", "cuda_device_count", "status_string", "last_error", "Segment", "text", "image",
-    "video", "as_segment", "segment_from_vision_grid", "num_tokens", "positions", "positions_generated",
-    "select_temporal_scales", "RopeConfig", "rope_config", "default_sections", "rope_components", "cos_sin",
+    "video", "as_segment", "segment_from_vision_grid", "video_frame_segments", "num_tokens", "positions",
+    "positions_generated", "select_temporal_scales", "RopeConfig", "rope_config", "default_sections", "rope_components", "cos_sin",
     "RopeCache", "rope_apply", "attention", "merge_states", "kv_append", "decode",
 ]

@@ -68,6 +68,26 @@ def positions_ref(segments, layout: str, default_scale: float = 1.0, start: floa
 M64 = (1 << 64) - 1
 
 
+def timed_positions_ref(specs, seconds, rate, start=0.0):
+    """SPEC §8 timed M-RoPE as Qwen2.5-VL's get_rope_index computes it, in numpy: float32 products, truncation,
+    text resuming at 1 + the block's largest value. specs: (kind, length, t, h, w) per segment (kind 0 text, 1
+    image, 2 video); seconds: one interval per segment (used by videos only)."""
+    rows, text = [], start
+    for (kind, length, t, h, w), g in zip(specs, seconds):
+        if kind == 0:
+            rows.append(np.tile(text + np.arange(length, dtype=np.float64), (3, 1)))
+            text += length
+            continue
+        tf = (np.arange(t, dtype=np.float32) * np.float32(g if kind == 2 else 0.0) * np.float32(rate))
+        toff = tf.astype(np.int64).astype(np.float64)
+        f, y, x = np.meshgrid(np.arange(t), np.arange(h), np.arange(w), indexing="ij")
+        block = np.stack([text + toff[f.ravel()], text + y.ravel(), text + x.ravel()])
+        rows.append(block)
+        text = block.max() + 1
+    out = np.concatenate(rows, axis=1) if rows else np.zeros((3, 0))
+    return out.astype(np.float32), np.float32(text)
+
+
 def splitmix64_draws(seed: int, count: int, n_candidates: int):
     state = seed & M64
     out = []
@@ -110,12 +130,18 @@ def components_ref(kind: str, head_dim: int, sections):
     return c
 
 
-def cos_sin_ref(kind, head_dim, sections, theta, pos):
-    """float64 cos, sin [n, half] from float32 positions [3, n]."""
+def cos_sin_ref(kind, head_dim, sections, theta, pos, rotary_dim=None, model_exact=False):
+    """float64 cos, sin [n, rotary_dim / 2] from float32 positions [3, n] (SPEC §3, §8: rotary_dim None is
+    head_dim; model_exact: the float32 inverse frequencies of PyTorch model code, the angle still in float64)."""
     pos = np.asarray(pos, dtype=np.float32).astype(np.float64)
-    half = head_dim // 2
-    comp = components_ref(kind, head_dim, sections)
-    inv = np.array([theta ** (-2.0 * i / head_dim) for i in range(half)], dtype=np.float64)
+    r = head_dim if rotary_dim is None else rotary_dim
+    half = r // 2
+    comp = components_ref(kind, r, sections)
+    if model_exact:
+        e = np.arange(0, r, 2, dtype=np.float32) / np.float32(r)
+        inv = (np.float32(1) / np.array([np.float32(theta) ** x for x in e], dtype=np.float32)).astype(np.float64)
+    else:
+        inv = np.array([theta ** (-2.0 * i / r) for i in range(half)], dtype=np.float64)
     ang = np.zeros((pos.shape[1], half), dtype=np.float64)
     for i, c in enumerate(comp):
         if c >= 0:
@@ -126,30 +152,38 @@ def cos_sin_ref(kind, head_dim, sections, theta, pos):
 # ---- §4 rotation ---------------------------------------------------------------------------------------------
 
 
-def rotate_ref(x, cos, sin):
-    """x [..., tokens, heads, d] float64; cos/sin [tokens, half]."""
+def rotate_ref(x, cos, sin, pairing=0, rotary_dim=None):
+    """x [..., tokens, heads, d] float64; cos/sin [tokens, rotary_dim / 2]. pairing 0: pair i is dims
+    (i, i + r/2); 1: dims (2i, 2i + 1) (SPEC §8). Dims from rotary_dim (None: d) on are returned as given."""
     x = np.asarray(x, dtype=np.float64)
-    half = x.shape[-1] // 2
-    c = np.asarray(cos, np.float64)[:, None, :]
-    s = np.asarray(sin, np.float64)[:, None, :]
-    a, b = x[..., :half], x[..., half:]
-    return np.concatenate([a * c - b * s, b * c + a * s], axis=-1)
+    r = x.shape[-1] if rotary_dim is None else rotary_dim
+    half = r // 2
+    c = np.asarray(cos, np.float64)[:, None, :half]
+    s = np.asarray(sin, np.float64)[:, None, :half]
+    xr = x[..., :r]
+    if pairing == 1:
+        a, b = xr[..., 0::2], xr[..., 1::2]
+        rot = np.stack([a * c - b * s, b * c + a * s], axis=-1).reshape(xr.shape)
+    else:
+        a, b = xr[..., :half], xr[..., half:]
+        rot = np.concatenate([a * c - b * s, b * c + a * s], axis=-1)
+    return np.concatenate([rot, x[..., r:]], axis=-1)
 
 
 # ---- §5 attention --------------------------------------------------------------------------------------------
 
 
 def attention_ref(q, k, v, cu_q, cu_k, causal, scale=None, cos_q=None, sin_q=None, cos_k=None, sin_k=None,
-                  round_rotated=None):
+                  round_rotated=None, pairing=0, rotary_dim=None):
     """float64 out [total_q, Hq, d] and lse [Hq, total_q]. round_rotated: a numpy dtype the rotated q and k are
-    rounded to (the half-precision path), or None."""
+    rounded to (the half-precision path), or None. pairing, rotary_dim: as rotate_ref."""
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
     if cos_q is not None:
-        q = rotate_ref(q, cos_q, sin_q)
+        q = rotate_ref(q, cos_q, sin_q, pairing, rotary_dim)
     if cos_k is not None:
-        k = rotate_ref(k, cos_k, sin_k)
+        k = rotate_ref(k, cos_k, sin_k, pairing, rotary_dim)
     if isinstance(round_rotated, str) and round_rotated == "bfloat16":
         q, k = round_bf16(q), round_bf16(k)
     elif round_rotated is not None:

@@ -107,3 +107,17 @@ def test_every_exported_function_has_a_prototype():
     assert header_fns <= set(_lib._PROTOTYPES), sorted(header_fns - set(_lib._PROTOTYPES))
     for fn in header_fns & set(exports):
         assert ha.has_function(fn), fn
+
+
+def test_model_variant_fields_are_mirrored_at_the_end():
+    # SPEC §8's fields (0.2) sit at the end of their structs, in the header's order; their offsets are checked
+    # against the compiler by test_struct_layouts_match_the_compiler.
+    tails = {"hope_rope_config_t": ["pairing", "rotary_dim", "model_exact_freqs"],
+             "hope_positions_params_t": ["seconds_per_grid", "tokens_per_second"]}
+    for name in ("hope_rope_apply_params_t", "hope_attention_params_t", "hope_kv_append_params_t",
+                 "hope_decode_params_t"):
+        tails[name] = ["rope_pairing", "rotary_dim"]
+    for name, tail in tails.items():
+        fields = [f for f, _ in getattr(_lib, name)._fields_]
+        assert fields[-len(tail):] == tail, name
+    assert ha.Layout.MROPE_TIMED == 3 and ha.Pairing.INTERLEAVED == 1

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hope_attn import _lib
+from reference import timed_positions_ref as _numpy_timed
 
 lib = _lib.lib
 SUCCESS, INVALID = 0, 1
@@ -35,24 +36,6 @@ def _build_timed(specs, seconds, rate, start=0.0):
     st = lib.hope_positions_build_ex(ctypes.byref(p), segs, len(specs), _fp(pos), n.value, ctypes.byref(nxt))
     assert st == SUCCESS, lib.hope_last_error()
     return pos.reshape(3, n.value), nxt.value
-
-
-def _numpy_timed(specs, seconds, rate, start=0.0):
-    """Qwen2.5-VL's get_rope_index in numpy: float32 products, truncation, 1 + the block's largest value."""
-    rows, text = [], start
-    for (kind, length, t, h, w), g in zip(specs, seconds):
-        if kind == 0:
-            rows.append(np.tile(text + np.arange(length, dtype=np.float64), (3, 1)))
-            text += length
-            continue
-        tf = (np.arange(t, dtype=np.float32) * np.float32(g if kind == 2 else 0.0) * np.float32(rate))
-        toff = tf.astype(np.int64).astype(np.float64)
-        f, y, x = np.meshgrid(np.arange(t), np.arange(h), np.arange(w), indexing="ij")
-        block = np.stack([text + toff[f.ravel()], text + y.ravel(), text + x.ravel()])
-        rows.append(block)
-        text = block.max() + 1
-    out = np.concatenate(rows, axis=1) if rows else np.zeros((3, 0))
-    return out.astype(np.float32), np.float32(text)
 
 
 @pytest.mark.parametrize("rate", [2.0, 25.0, 10.0, 3.3])

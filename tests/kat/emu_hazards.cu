@@ -2,7 +2,11 @@
 // reads of in-flight cp.async bytes, a too-shallow wait, a copy landed by another thread read without a
 // barrier, a missing barrier between warps, divergent .aligned collectives, a deadlock, a barrier in
 // divergent code, an exit with copies in flight, shared memory out of bounds, a shuffle from outside its
-// member mask, launch-configuration limits and a forbidden call inside a stream capture. Emulated builds
+// member mask, launch-configuration limits and a forbidden call inside a stream capture; and the sm_90 ones:
+// wgmma reading generic-proxy writes without fence.proxy.async, an mma_async without wgmma.fence, accumulators
+// read (NaN) or written before their wait_group, wgmma never retired, a TMA destination read before its
+// mbarrier phase (wrong parity), expect_tx short of the copied bytes, a copy never waited for, a buffer refilled
+// under an in-flight wgmma, named barriers with disagreeing counts and a divergent warpgroup. Emulated builds
 // only (a real GPU would hang, fault or silently race on most of these kernels).
 #include <cuda_runtime.h>
 
@@ -15,10 +19,12 @@
 #include <gtest/gtest.h>
 
 #include "attention/ptx_sm80.cuh"
+#include "attention/ptx_sm90.cuh"
 #include "common/cp_async.cuh"
 #include "common/launch.cuh"
 #include "gpu_util.h"
 #include "hope_emu/control.h"
+#include "sm90_util.cuh"
 
 namespace {
 
@@ -250,6 +256,129 @@ TEST(EmuHazards, SharedMemoryOutOfBoundsIsAnError) {
   ASSERT_CUDA(out.alloc(32 * 4));
   expect_emulator_error([&] { hope::launch_kernel(&smem_oob_kernel, 1, 32, 128, nullptr, out.as<uint32_t>()); },
                         "ldmatrix beyond the launched shared memory");
+}
+
+// ---- sm_90: wgmma, proxy fences, TMA, mbarriers, named barriers ------------------------------------------------
+
+namespace sm90 = hope::sm90;
+
+// One warpgroup, D (64 x 16) = A (64 x 16) B^T from a zeroed 128B-swizzled tile (A: rows 0-63, B: rows 64-79).
+// variant 0: correct; 1: no fence.proxy.async after the generic writes; 2: no wgmma.fence; 3: an accumulator
+// written between commit and wait; 4: an accumulator read before the wait (reads NaN: no error); 5: no wait.
+__global__ void wgmma_hazard_kernel(float *out, int variant) {
+  HOPE_DYNAMIC_SMEM(raw, unsigned char);
+  unsigned char *s = hope_test::smem_aligned_1024(raw);
+  const int tid = threadIdx.x;
+  for (int i = tid; i < 80 * 128 / 16; i += 128) reinterpret_cast<uint4 *>(s)[i] = make_uint4(0, 0, 0, 0);
+  if (variant != 1) sm90::fence_proxy_async_smem();
+  __syncthreads();
+  float d[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  if (variant != 2) sm90::wgmma_arrive();
+  sm90::wgmma_ss<16, __half>(d, sm90::smem_desc_sw128(s, 16, 1024), sm90::smem_desc_sw128(s + 64 * 128, 16, 1024), 0);
+  sm90::wgmma_commit();
+  if (variant == 3) d[0] = 1.f;
+  if (variant == 4) out[tid] = d[0];
+  if (variant != 5) sm90::wgmma_wait<0>(d);
+  if (variant != 4) out[tid] = d[0];
+}
+
+TEST(EmuHazardsSm90, WgmmaChecksItsFencesAndAccumulators) {
+  DeviceBuffer out;
+  ASSERT_CUDA(out.alloc(128 * 4));
+  const int smem = 80 * 128 + 1024;
+  auto run = [&](int variant) { hope::launch_kernel(&wgmma_hazard_kernel, 1, 128, smem, nullptr, out.as<float>(), variant); };
+  const long before = hopeemu_error_count();
+  run(0);
+  ASSERT_CUDA(cudaGetLastError());
+  std::vector<float> got(128);
+  ASSERT_CUDA(out.download(got.data(), 128 * 4));
+  EXPECT_EQ(hopeemu_error_count(), before) << "the correct variant must not be reported";
+  for (int t = 0; t < 128; ++t) EXPECT_EQ(got[t], 0.f) << "thread " << t;
+  expect_emulator_error([&] { run(1); }, "generic-proxy writes read by wgmma without fence.proxy.async");
+  expect_emulator_error([&] { run(2); }, "wgmma.mma_async without wgmma.fence");
+  expect_emulator_error([&] { run(3); }, "accumulator written before wgmma.wait_group");
+  expect_emulator_error([&] { run(5); }, "wgmma never retired");
+  const long before4 = hopeemu_error_count();
+  run(4);
+  ASSERT_CUDA(cudaGetLastError());
+  ASSERT_CUDA(out.download(got.data(), 128 * 4));
+  EXPECT_EQ(hopeemu_error_count(), before4);
+  for (int t = 0; t < 128; ++t) EXPECT_TRUE(std::isnan(got[t])) << "an accumulator read before its wait must be NaN, thread " << t;
+}
+
+// One warpgroup: thread 0 copies a 16 x 64 f16 box (2048 bytes) with TMA into the tile, every thread waits for
+// the mbarrier phase and D (64 x 64) = 0 * B is computed from it (RS, B N-major).
+// variant 0: correct; 1: waits on parity 1 (the phase before: returns at once) and reads the copy in flight;
+// 2: expect_tx of 1024 bytes for the 2048-byte copy; 3: nobody waits; 4: a second copy refills the tile while
+// the wgmma that reads it is in flight.
+__global__ void tma_hazard_kernel(const __grid_constant__ sm90::TmaDescriptor map, float *out, int variant) {
+  HOPE_DYNAMIC_SMEM(raw, unsigned char);
+  unsigned char *s = hope_test::smem_aligned_1024(raw);
+  uint64_t *bar = reinterpret_cast<uint64_t *>(s + 16 * 128);
+  const int tid = threadIdx.x;
+  hope_test::init_mbarrier_for_block(bar, 1);
+  if (tid == 0) {
+    sm90::mbarrier_arrive_expect_tx(bar, variant == 2 ? 1024 : 2048);
+    sm90::tma_load_3d(s, &map, bar, 0, 0, 0);
+  }
+  if (variant == 3) return;
+  sm90::mbarrier_wait(bar, variant == 1 ? 1 : 0);
+  float d[32];
+  const uint32_t a[4] = {0, 0, 0, 0};
+  sm90::wgmma_arrive();
+  sm90::wgmma_rs<64, __half>(d, a, sm90::smem_desc_sw128(s, 16 * 128, 1024), 0);
+  sm90::wgmma_commit();
+  if (variant == 4 && tid == 0) {
+    sm90::mbarrier_arrive_expect_tx(bar, 2048);
+    sm90::tma_load_3d(s, &map, bar, 0, 0, 0);
+  }
+  sm90::wgmma_wait<0>(d);
+  if (variant == 4) sm90::mbarrier_wait(bar, 1);
+  out[tid] = d[0];
+}
+
+TEST(EmuHazardsSm90, TmaAndMbarrierChecks) {
+  std::vector<uint16_t> host(16 * 64, 0x3c00);  // 1.0 in f16
+  DeviceBuffer t, out;
+  ASSERT_CUDA(t.alloc_upload(host.data(), host.size() * 2));
+  ASSERT_CUDA(out.alloc(128 * 4));
+  sm90::TmaDescriptor map;
+  ASSERT_EQ(sm90::make_tensor_map_rows_sw128(&map, t.get(), false, 16, 1, 128, 16), CUDA_SUCCESS);
+  const int smem = 16 * 128 + 64 + 1024;
+  auto run = [&](int variant) {
+    hope::launch_kernel(&tma_hazard_kernel, 1, 128, smem, nullptr, map, out.as<float>(), variant);
+  };
+  const long before = hopeemu_error_count();
+  run(0);
+  ASSERT_CUDA(cudaGetLastError());
+  EXPECT_EQ(hopeemu_error_count(), before) << "the correct variant must not be reported";
+  expect_emulator_error([&] { run(1); }, "wrong mbarrier parity: the copy is read in flight");
+  expect_emulator_error([&] { run(2); }, "expect_tx short of the copied bytes");
+  expect_emulator_error([&] { run(3); }, "a TMA copy nobody waits for");
+  expect_emulator_error([&] { run(4); }, "a buffer refilled under an in-flight wgmma");
+}
+
+// Warp 0 names 64 participants, warp 1 names 96, at one named barrier (warps 2 and 3 take no part).
+__global__ void named_barrier_count_kernel(int *out) {
+  if (threadIdx.x >= 64) return;
+  sm90::named_barrier_sync(1, threadIdx.x < 32 ? 64 : 96);
+  out[threadIdx.x] = 1;
+}
+
+// Half the warpgroup reaches wgmma.fence at one line, the other half at another.
+__global__ void divergent_warpgroup_kernel(int *out) {
+  if (threadIdx.x < 64) sm90::wgmma_arrive();
+  else sm90::wgmma_arrive();
+  out[threadIdx.x] = 1;
+}
+
+TEST(EmuHazardsSm90, NamedBarrierCountsAndWarpgroupsMustAgree) {
+  DeviceBuffer out;
+  ASSERT_CUDA(out.alloc(128 * 4));
+  expect_emulator_error([&] { hope::launch_kernel(&named_barrier_count_kernel, 1, 128, 0, nullptr, out.as<int>()); },
+                        "named barrier with two thread counts");
+  expect_emulator_error([&] { hope::launch_kernel(&divergent_warpgroup_kernel, 1, 128, 0, nullptr, out.as<int>()); },
+                        "divergent warpgroup");
 }
 
 // ---- launch configuration and capture rules ------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "hope_attn.h"
@@ -53,6 +54,20 @@ struct AttentionProblem {
   double softmax_scale = 0.0;                       // <= 0: 1/sqrt(head_dim)
   bool causal = false;
 };
+// The problem of packed varlen sequences: batch from the cu_seqlens ([batch + 1] each).
+inline AttentionProblem varlen_problem(int num_q_heads, int num_kv_heads, int head_dim, std::vector<int32_t> cu_seqlens_q,
+                                       std::vector<int32_t> cu_seqlens_k, bool causal, double softmax_scale = 0.0) {
+  AttentionProblem p;
+  p.batch = static_cast<int>(cu_seqlens_q.size()) - 1;
+  p.num_q_heads = num_q_heads;
+  p.num_kv_heads = num_kv_heads;
+  p.head_dim = head_dim;
+  p.cu_seqlens_q = std::move(cu_seqlens_q);
+  p.cu_seqlens_k = std::move(cu_seqlens_k);
+  p.softmax_scale = softmax_scale;
+  p.causal = causal;
+  return p;
+}
 // out [total_q][Hq][d]; lse [Hq][total_q] (natural log; -inf for a row with no visible key, whose out is 0).
 void attention(const AttentionProblem &p, const std::vector<double> &q, const std::vector<double> &k,
                const std::vector<double> &v, std::vector<double> *out, std::vector<double> *lse);

@@ -13,6 +13,13 @@
 #error "hope_emu/device.h is only for emulated builds (HOPE_EMULATED_DEVICE)"
 #endif
 
+// __grid_constant__ marks a kernel parameter whose address device code takes (a TMA tensor map): the emulated
+// launch hands every thread its own copy of the parameters, so it compiles away. Defined before the toolkit's
+// headers, which then keep it.
+#ifndef __grid_constant__
+#define __grid_constant__
+#endif
+
 #include <cfloat>
 #include <climits>
 #include <cmath>

@@ -100,6 +100,43 @@ enum MmaType : int { kMmaF16 = 0, kMmaBF16 = 1 };
 HOPE_EMU_API void mma_m16n8k16(float *d, const uint32_t *a, const uint32_t *b, const float *c, MmaType type,
                                Site site);
 
+// ---- sm_90a PTX (emulator/src/ptx_sm90.cc) ----------------------------------------------------------------
+// Shared-memory operands are shared-state-space addresses (what smem_addr() returns), as in PTX.
+//
+// mbarrier.init.shared::cta.b64 [addr], count (count in [1, 2^20 - 1]).
+HOPE_EMU_API void mbarrier_init(uint32_t addr, uint32_t count, Site site);
+// mbarrier.arrive{.expect_tx}.shared::cta.b64 _, [addr]{, tx_bytes}: raises the current phase's expected
+// transaction count by tx_bytes (0 for a plain arrive), then arrives once.
+HOPE_EMU_API void mbarrier_arrive(uint32_t addr, uint32_t tx_bytes, Site site);
+// mbarrier.try_wait.parity.shared::cta.b64: true once the phase of parity `parity` has completed. The
+// emulated instruction blocks the calling thread until then (the hardware's "time limit" is unbounded), except
+// that under the random schedule it sometimes gives up early and returns false, as the hardware may.
+HOPE_EMU_API bool mbarrier_try_wait_parity(uint32_t addr, uint32_t parity, Site site);
+// cp.async.bulk.tensor.{1..5}d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [dst], [map, {c...}],
+// [mbar]: the box at `coords` (innermost first) of the tensor map at generic address `map` (built by the
+// emulated cuTensorMapEncodeTiled), completing its byte count on the mbarrier at `mbar`.
+HOPE_EMU_API void tma_load_tile(uint32_t dst, const void *map, uint32_t mbar, const int32_t *coords, int rank,
+                                Site site);
+// prefetch.tensormap [map]: checks the tensor map.
+HOPE_EMU_API void tma_prefetch_map(const void *map, Site site);
+// fence.proxy.async.shared::cta: what the generic proxy wrote to shared memory becomes visible to the async
+// proxy (wgmma operands, TMA).
+HOPE_EMU_API void fence_proxy_async_shared(Site site);
+// bar.sync id, threads (wait = true) / bar.arrive id, threads (wait = false): named barrier `id` in [0, 16)
+// completes when `threads` (a multiple of 32) threads have arrived.
+HOPE_EMU_API void named_barrier(uint32_t id, uint32_t threads, bool wait, Site site);
+// setmaxnreg.{inc,dec}.sync.aligned.u32 regs: checked to be warpgroup-uniform; otherwise no effect.
+HOPE_EMU_API void setmaxnreg(uint32_t regs, bool increase, Site site);
+// wgmma.fence / wgmma.commit_group / wgmma.wait_group N (.sync.aligned, warpgroup-wide).
+HOPE_EMU_API void wgmma_fence(Site site);
+HOPE_EMU_API void wgmma_commit_group(Site site);
+HOPE_EMU_API void wgmma_wait_group(int pending, Site site);
+// wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{f16,bf16}.{f16,bf16} d, a, b_desc, scale_d, 1, 1{, trans_a},
+// trans_b: `d` the n / 2 float32 accumulators of this thread, `a_regs` this thread's 4 A registers (the RS form)
+// or nullptr (the SS form: A from shared memory through desc_a, K-major when trans_a == 0).
+HOPE_EMU_API void wgmma_mma_async(float *d, int n, MmaType type, const uint32_t *a_regs, uint64_t desc_a,
+                                  uint64_t desc_b, int scale_d, int trans_a, int trans_b, Site site);
+
 // ---- approximate math ------------------------------------------------------------------------------------
 // ex2.approx.f32: 2^x rounded correctly, then moved by a deterministic, input-dependent amount within the
 // hardware's documented error bound (HOPE_EMU_APPROX_ULP, default 2 ulp), so code that relies on more
