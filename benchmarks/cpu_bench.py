@@ -16,7 +16,22 @@ come from a pool several times larger than the L3 cache, a different set of page
 reads come from memory. The torch peer (informative): SDPA over the same K/V gathered into contiguous tensors
 before the timing.
 
+Decode ceilings (benchmarks/cpu_read_bw.c, compiled here with the system C compiler; skipped without one): the
+page-read ceiling is the best of several ways to read every byte of the very pages a decode call reads (the
+same numpy arrays and page tables, rotating sets the same way): whole K and V pages in table order, 1 to 16
+pages at a time interleaved line by line, with or without software prefetch ahead, on 1 thread and on
+--threads; no arithmetic, so no decode over these pages can read faster. The compute ceiling is the measured
+vdpbf16ps peak (the instruction the bfloat16 decode kernels multiply with) divided by the R floating-point
+operations decode does per byte of K/V (R = query rows per kv head = queries x Hq / Hk).
+
+Paired ratio (the figure to trust on a shared machine, whose load changes between two measurements taken seconds
+apart): --decode-iters rounds of one decode call, right after it a contiguous read of the same cache set's K and V
+bytes, then a read of its pages in table order (4 at a time, prefetch 2 pages ahead), both on --threads threads
+(cpu_read_bw.c); the table gives each read's median GB/s and the median over the rounds of decode GB/s / its GB/s.
+
 Timing: time.perf_counter around each call, --warmup untimed calls first, the median (and min) of --iters.
+--quiet-wait S: before each decode shape, wait up to S seconds until the CPUs were 90% idle over 2 s (other users'
+builds); the table gives that idle fraction and the load average after the shape.
 The thread count (--threads, default 2) is set for both: HOPE_NUM_THREADS and torch.set_num_threads.
 PyTorch is optional: without it the script says so and times hope_attn alone (install the CPU wheel with
 `pip install torch --index-url https://download.pytorch.org/whl/cpu`). matplotlib is optional (the PNG).
@@ -39,6 +54,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -207,7 +223,7 @@ def prefill_case(np, torch, lib, n, dtype, causal, gqa, warmup, iters):
 
 # ---- decode -------------------------------------------------------------------------------------------------
 
-def decode_case(np, torch, lib, batch, context, nq, warmup, iters, l3_bytes):
+def decode_case(np, torch, lib, rb, threads, batch, context, nq, warmup, iters, l3_bytes):
     hk = DECODE_HK
     rng = np.random.default_rng(batch * 131 + context + nq)
     pages_per_seq = (context + PAGE - 1) // PAGE
@@ -249,6 +265,9 @@ def decode_case(np, torch, lib, batch, context, nq, warmup, iters, l3_bytes):
            "head_dim": DIM, "page_size": PAGE, "kv_bytes": kv_bytes, "cache_sets": sets,
            "workspace_bytes": ws_bytes.value, "hope_ms": med, "hope_min_ms": mn, "hope_times_ms": ts,
            "hope_gbps": kv_bytes / med / 1e6}
+    if rb is not None:
+        row.update(paired_read(np, rb, run_hope, k_pages, v_pages, tables, threads, kv_bytes, iters))
+        row.update(read_ceiling(np, rb, k_pages, v_pages, tables, threads, max(5, iters // 2)))
     if torch is None:
         return row
     # the peer: SDPA over contiguous [B, Hk, L, d] K/V gathered before the timing (one cache set)
@@ -271,6 +290,120 @@ def decode_case(np, torch, lib, batch, context, nq, warmup, iters, l3_bytes):
     return row
 
 
+def wait_for_quiet(max_wait_s, idle_wanted=0.9):
+    """Waits (at most max_wait_s) until the machine's CPUs were idle for at least idle_wanted of the last 2 s (other
+    users' builds on a shared machine); returns the idle fraction of the last 2 s, None without /proc/stat."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t_end = time.monotonic() + max_wait_s
+    try:
+        while True:
+            t0, i0 = sample()
+            time.sleep(2)
+            t1, i1 = sample()
+            idle = (i1 - i0) / max(1, t1 - t0)
+            if idle >= idle_wanted or time.monotonic() >= t_end:
+                return idle
+    except OSError:
+        return None
+
+
+# ---- decode ceilings ----------------------------------------------------------------------------------------
+
+def load_read_bw():
+    """benchmarks/cpu_read_bw.c compiled into a shared object with the system C compiler ($CC, else cc); None (with
+    a message) when that fails."""
+    src = REPO / "benchmarks" / "cpu_read_bw.c"
+    so = pathlib.Path(tempfile.mkdtemp(prefix="hope_readbw_")) / "libhope_readbw.so"
+    cmd = [os.environ.get("CC", "cc"), "-O2", "-shared", "-fPIC", "-pthread", str(src), "-o", str(so)]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = e.stderr.strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
+        print(f"cpu_bench: could not compile {src.name} ({detail}): no decode ceilings", file=sys.stderr)
+        return None
+    rb = ctypes.CDLL(str(so))
+    u64p = ctypes.POINTER(ctypes.c_uint64)
+    rb.hope_readbw_pages.restype = ctypes.c_double
+    rb.hope_readbw_pages.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                     ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_int, u64p]
+    rb.hope_readbw_contiguous.restype = ctypes.c_double
+    rb.hope_readbw_contiguous.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, u64p]
+    rb.hope_readbw_dpbf16_gflops.restype = ctypes.c_double
+    rb.hope_readbw_dpbf16_gflops.argtypes = [ctypes.c_int, ctypes.c_int64]
+    return rb
+
+
+def paired_read(np, rb, run_hope, k_pages, v_pages, tables, threads, kv_bytes, iters):
+    """The decode's share of the read bandwidth, robust to the load of a shared machine: `iters` rounds of one
+    decode call, then a contiguous read (cpu_read_bw.c, `threads` threads) of the same cache set's K and V bytes,
+    then a read of the same pages in table order (4 pages at a time, software prefetch 2 ahead: the way that came
+    out best here); per way the median GB/s and the median over the rounds of decode GB/s / that way's GB/s."""
+    sets = tables.shape[0]
+    flat = [np.ascontiguousarray(t.reshape(-1)) for t in tables]
+    entries, page_bytes = flat[0].size, k_pages[0].nbytes
+    nbytes = 2 * entries * page_bytes
+    hope, contig, pages = [], [], []
+    for i in range(iters + 1):
+        t0 = time.perf_counter()
+        run_hope(i)
+        t_hope = time.perf_counter() - t0
+        s = i % sets
+        t_contig = rb.hope_readbw_contiguous(k_pages.ctypes.data + s * entries * page_bytes,
+                                             v_pages.ctypes.data + s * entries * page_bytes,
+                                             entries * page_bytes, threads, None)
+        t_pages = rb.hope_readbw_pages(ptr(k_pages), ptr(v_pages), page_bytes, ptr(flat[s]), entries, threads, 4, 2,
+                                       None)
+        if i > 0:  # the first round warms up
+            hope.append(kv_bytes / t_hope / 1e9)
+            contig.append(nbytes / t_contig / 1e9)
+            pages.append(nbytes / t_pages / 1e9)
+    return {"paired_read_gbps": statistics.median(contig),
+            "paired_fraction": statistics.median(h / c for h, c in zip(hope, contig)),
+            "paired_page_read_gbps": statistics.median(pages),
+            "paired_page_fraction": statistics.median(h / p for h, p in zip(hope, pages)),
+            "paired_hope_gbps": hope, "paired_contiguous_gbps": contig, "paired_pages_gbps": pages}
+
+
+def read_ceiling(np, rb, k_pages, v_pages, tables, threads, iters):
+    """The page-read ceiling of one decode shape: GB/s (median of `iters`, rotating the cache sets) of every way
+    tried to read all K/V pages of the tables, the best on `threads` threads and on one, and a contiguous read of
+    the same byte count."""
+    sets = tables.shape[0]
+    flat = [np.ascontiguousarray(t.reshape(-1)) for t in tables]
+    entries, page_bytes = flat[0].size, k_pages[0].nbytes
+    nbytes = 2 * entries * page_bytes
+
+    def gbps(fn):
+        times = [fn(i) for i in range(iters + 1)][1:]
+        return nbytes / statistics.median(times) / 1e9
+
+    ways = {}
+    for nt in sorted({1, threads}):
+        for inflight in (1, 2, 4, 8, 16):
+            for pf in (0, 1, 2):
+                ways[f"{nt}t pages x{inflight} prefetch {pf}"] = gbps(
+                    lambda i: rb.hope_readbw_pages(ptr(k_pages), ptr(v_pages), page_bytes, ptr(flat[i % sets]),
+                                                   entries, nt, inflight, pf, None))
+        ways[f"{nt}t contiguous"] = gbps(
+            lambda i: rb.hope_readbw_contiguous(k_pages.ctypes.data + (i % sets) * entries * page_bytes,
+                                                v_pages.ctypes.data + (i % sets) * entries * page_bytes,
+                                                entries * page_bytes, nt, None))
+
+    def best(prefix):
+        name = max((k for k in ways if k.startswith(prefix) and "contiguous" not in k), key=ways.get)
+        return ways[name], name
+
+    top, top_name = best(f"{threads}t ")
+    one, one_name = best("1t ")
+    if one > top:
+        top, top_name = one, one_name
+    return {"page_read_gbps": top, "page_read_way": top_name, "page_read_1t_gbps": one,
+            "contiguous_gbps": max(ways[f"{nt}t contiguous"] for nt in {1, threads}), "ways": ways}
+
+
 # ---- output -------------------------------------------------------------------------------------------------
 
 def markdown(res):
@@ -289,16 +422,39 @@ def markdown(res):
     if res["decode"]:
         bw = res["bandwidth"]
         lines += [f"Read bandwidth measured: {bw['single_thread_gbps']:.1f} GB/s on 1 thread, "
-                  f"{bw['threads_gbps']:.1f} GB/s on {res['threads']} threads.", "",
-                  "| batch x context x queries | K/V MB | hope ms | hope GB/s | % of bandwidth | torch ms | torch GB/s |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"{bw['threads_gbps']:.1f} GB/s on {res['threads']} threads (numpy / torch reductions over 1 GiB).",
+                  ""]
+        peak = res.get("dpbf16_gflops")
+        if peak:
+            lines += [f"vdpbf16ps peak: {peak:.0f} GFLOP/s on {res['threads']} threads. Decode with R query rows per "
+                      f"kv head does R FLOP per byte of K/V: compute ceiling = peak / R.", ""]
+        lines += ["| batch x context x queries | K/V MB | hope ms | hope GB/s | % of bandwidth | paired: contiguous read "
+                  "GB/s, hope / it | paired: page read GB/s, hope / it | page-read ceiling GB/s | % of ceiling | "
+                  "compute ceiling GB/s | torch ms | torch GB/s | idle before, load after |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["decode"]:
             t = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
             tg = f"{r['torch_gbps']:.1f}" if "torch_gbps" in r else "-"
+            ceil = f"{r['page_read_gbps']:.1f}" if "page_read_gbps" in r else "-"
+            pct = f"{100 * r['hope_gbps'] / r['page_read_gbps']:.0f}%" if "page_read_gbps" in r else "-"
+            comp = f"{r['compute_ceiling_gbps']:.1f}" if "compute_ceiling_gbps" in r else "-"
+            idle = f"{100 * r['idle_before']:.0f}%, " if r.get("idle_before") is not None else "-, "
+            paired = f"{r['paired_read_gbps']:.1f}, {100 * r['paired_fraction']:.0f}% | " \
+                     f"{r['paired_page_read_gbps']:.1f}, {100 * r['paired_page_fraction']:.0f}%" \
+                if "paired_fraction" in r else "- | -"
             lines.append(f"| {r['batch']} x {r['context']} x {r['queries']} | {r['kv_bytes'] / 1e6:.1f} | "
-                         f"{r['hope_ms']:.2f} | {r['hope_gbps']:.1f} | {100 * r['fraction_of_bandwidth']:.0f}% | "
-                         f"{t} | {tg} |")
+                         f"{r['hope_ms']:.2f} | {r['hope_gbps']:.1f} | {100 * r['fraction_of_bandwidth']:.0f}% | {paired} | "
+                         f"{ceil} | {pct} | {comp} | {t} | {tg} | {idle}{r.get('load_after', '-')} |")
         lines.append("")
+        ways = [r for r in res["decode"] if "page_read_way" in r]
+        if ways:
+            lines += ["Page-read ceiling: the best way found to read the same pages (see cpu_read_bw.c); its "
+                      "contiguous-read peer reads the same byte count in address order:", ""]
+            for r in ways:
+                lines.append(f"- {r['batch']} x {r['context']}: {r['page_read_gbps']:.1f} GB/s ({r['page_read_way']}); "
+                             f"best on 1 thread {r['page_read_1t_gbps']:.1f} GB/s; contiguous "
+                             f"{r['contiguous_gbps']:.1f} GB/s")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -309,9 +465,19 @@ def plot(res, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, axes = plt.subplots(1, 2 if res["decode"] else 1, figsize=(13 if res["decode"] else 7, 4.5))
-    axes = axes if hasattr(axes, "__len__") else [axes]
-    ax = axes[0]
+    panels = (1 if res["prefill"] else 0) + (1 if res["decode"] else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5))
+    axes = list(axes) if hasattr(axes, "__len__") else [axes]
+    if res["prefill"]:
+        plot_prefill(res, axes.pop(0))
+    if res["decode"]:
+        plot_decode(res, axes.pop(0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def plot_prefill(res, ax):
     for (dtype, causal, gqa) in sorted({(r["dtype"], r["causal"], r["gqa"]) for r in res["prefill"]}):
         rows = [r for r in res["prefill"] if (r["dtype"], r["causal"], r["gqa"]) == (dtype, causal, gqa)]
         if not rows or "speedup" not in rows[0]:
@@ -324,22 +490,31 @@ def plot(res, path):
     ax.set_ylabel("torch time / hope time")
     ax.set_title(f"prefill, {res['threads']} threads (Hq 8, d 128, rotation included)")
     ax.legend(fontsize=7)
-    if res["decode"]:
-        ax = axes[1]
-        names = [f"{r['batch']}x{r['context']}x{r['queries']}" for r in res["decode"]]
-        ax.bar(names, [r["hope_gbps"] for r in res["decode"]], label="hope decode")
-        if all("torch_gbps" in r for r in res["decode"]):
-            ax.plot(names, [r["torch_gbps"] for r in res["decode"]], "o", color="C1", label="torch SDPA (gathered)")
-        bw = res["bandwidth"]["threads_gbps"]
-        ax.axhline(bw, color="gray", linestyle="-", linewidth=1, label=f"measured read bandwidth {bw:.0f} GB/s")
-        ax.axhline(bw / 2, color="gray", linestyle="--", linewidth=1, label="goal: 50%")
-        ax.set_ylabel("GB/s of K/V read")
-        ax.set_title("decode, bf16, Hq 8 / Hk 2, d 128, page 16")
-        ax.tick_params(axis="x", labelsize=7)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
+
+
+def plot_decode(res, ax):
+    names = [f"{r['batch']}x{r['context']}x{r['queries']}" for r in res["decode"]]
+    ax.bar(names, [r["hope_gbps"] for r in res["decode"]], label="hope decode")
+    if all("torch_gbps" in r for r in res["decode"]):
+        ax.plot(names, [r["torch_gbps"] for r in res["decode"]], "o", color="C1", label="torch SDPA (gathered)")
+    if all("paired_fraction" in r for r in res["decode"]):
+        ax.plot(names, [r["paired_fraction"] * res["bandwidth"]["threads_gbps"] for r in res["decode"]], "D",
+                color="C2", markersize=5, label="hope, paired ratio x read bandwidth")
+    if all("page_read_gbps" in r for r in res["decode"]):
+        ax.plot(names, [r["page_read_gbps"] for r in res["decode"]], "_", color="k", markersize=30, mew=2,
+                label="page-read ceiling (same pages)")
+    low = [(n, r["compute_ceiling_gbps"]) for n, r in zip(names, res["decode"])
+           if r.get("compute_ceiling_gbps", 1e9) < res["bandwidth"]["threads_gbps"]]
+    if low:  # the compute ceilings below the memory bandwidth (the others are off the chart)
+        ax.plot([n for n, _ in low], [g for _, g in low], "v", color="C3", markersize=9,
+                label="compute ceiling (bf16 dot peak / R)")
+    bw = res["bandwidth"]["threads_gbps"]
+    ax.axhline(bw, color="gray", linestyle="-", linewidth=1, label=f"measured read bandwidth {bw:.0f} GB/s")
+    ax.axhline(bw / 2, color="gray", linestyle="--", linewidth=1, label="goal: 50%")
+    ax.set_ylabel("GB/s of K/V read")
+    ax.set_title("decode, bf16, Hq 8 / Hk 2, d 128, page 16")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=7)
 
 
 def main():
@@ -348,7 +523,7 @@ def main():
     ap.add_argument("--dtypes", default="bf16,fp32")
     ap.add_argument("--causal", default="1,0", help="1 causal, 0 full")
     ap.add_argument("--gqa", default="4,1")
-    ap.add_argument("--decode", default="1x32768x1,1x32768x8,8x4096x1,8x4096x8",
+    ap.add_argument("--decode", default="1x32768x1,1x32768x8,8x4096x1,8x4096x8,32x1024x1,32x1024x8",
                     help="BATCHxCONTEXTxQUERIES list")
     ap.add_argument("--no-prefill", action="store_true")
     ap.add_argument("--no-decode", action="store_true")
@@ -358,6 +533,8 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--decode-iters", type=int, default=20)
     ap.add_argument("--l3-mb", type=float, default=32.0, help="last-level cache size the decode pool exceeds 3x")
+    ap.add_argument("--quiet-wait", type=float, default=0.0,
+                    help="before each decode shape, wait up to this many seconds for the CPUs to be 90%% idle")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--name", default="cpu_bench", help="file name stem of the outputs")
     args = ap.parse_args()
@@ -405,16 +582,30 @@ def main():
                                    f"  rel.diff {r['rel_diff_vs_torch']:.1e}"
                         print(msg, flush=True)
     if not args.no_decode:
+        rb = load_read_bw()
+        if rb is not None:
+            res["dpbf16_gflops"] = rb.hope_readbw_dpbf16_gflops(args.threads, 2_000_000) or None
         res["bandwidth"] = measure_bandwidth(np, torch, args.threads)
         print("read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)" %
               (res["bandwidth"]["single_thread_gbps"], res["bandwidth"]["threads_gbps"], args.threads), flush=True)
         for shape in args.decode.split(","):
             b, c, q = (int(x) for x in shape.split("x"))
-            r = decode_case(np, torch, lib, b, c, q, 3, args.decode_iters, int(args.l3_mb * 2 ** 20))
+            idle = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 else None
+            r = decode_case(np, torch, lib, rb, args.threads, b, c, q, 3, args.decode_iters,
+                            int(args.l3_mb * 2 ** 20))
             r["fraction_of_bandwidth"] = r["hope_gbps"] / res["bandwidth"]["threads_gbps"]
+            r["idle_before"] = idle
+            r["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            if res.get("dpbf16_gflops"):
+                r["compute_ceiling_gbps"] = res["dpbf16_gflops"] / (q * HQ / DECODE_HK)
             res["decode"].append(r)
             msg = f"decode {shape}: hope {r['hope_ms']:.2f} ms {r['hope_gbps']:.1f} GB/s " \
                   f"({100 * r['fraction_of_bandwidth']:.0f}% of bandwidth)"
+            if "paired_fraction" in r:
+                msg += f"  paired: {100 * r['paired_fraction']:.0f}% of {r['paired_read_gbps']:.1f} GB/s contiguous, " \
+                       f"{100 * r['paired_page_fraction']:.0f}% of {r['paired_page_read_gbps']:.1f} GB/s page read"
+            if "page_read_gbps" in r:
+                msg += f"  page-read ceiling {r['page_read_gbps']:.1f} GB/s ({r['page_read_way']})"
             if "torch_ms" in r:
                 msg += f"  torch {r['torch_ms']:.2f} ms {r['torch_gbps']:.1f} GB/s"
             print(msg, flush=True)

@@ -168,9 +168,10 @@ static hope_status_t plan_decode(const char *fn, const hope_decode_params_t *r, 
       units = (int64_t)sm * HOPEI_DECODE_CTAS_PER_SM;
       base = (int64_t)r->batch * r->cache.num_kv_heads * (plan->row_blocks > 0 ? plan->row_blocks : 1);
     } else {
-      /* a CPU task is (sequence, kv head, split): all query heads of a kv head share its K/V reads */
+      /* a CPU task is (sequence, split, head group): the group's kv heads share each read of a page slot */
       units = hopei_num_threads();
-      base = (int64_t)r->batch * r->cache.num_kv_heads;
+      base = (int64_t)r->batch *
+             hopei_decode_cpu_tasks_per_split(r->num_q_heads, r->cache.num_kv_heads, r->max_seqlen_q);
     }
     int64_t max_splits =
         ((int64_t)r->max_seqlen_k + HOPEI_DECODE_MIN_KEYS_PER_SPLIT - 1) / HOPEI_DECODE_MIN_KEYS_PER_SPLIT;

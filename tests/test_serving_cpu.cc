@@ -69,43 +69,62 @@ CpuCache make_cache(const PagedDecodeCase &c, const PagedDecodeData &d) {
 
 std::string case_name(const ::testing::TestParamInfo<PagedDecodeCase> &info) { return info.param.name; }
 
+// A decode problem ready to run on the CPU backend: the cache filled through hope_kv_append (rotating the keys), q
+// rows q_row_stride apart with the padding poisoned (NaN, so a read of it would show), poisoned out and lse.
+struct CpuDecodeProblem {
+  PagedDecodeData d;
+  CpuCache cache;
+  Tensor q, out;
+  std::vector<float> lse;
+  hope_decode_params_t p{};
+  size_t ws_bytes = 0;
+
+  explicit CpuDecodeProblem(const PagedDecodeCase &c)
+      : d(hope_ref::make_paged_decode(c, 1234 + c.hq * 7 + c.head_dim)), cache(make_cache(c, d)) {
+    Tensor k = to_tensor(c.dtype, d.k), v = to_tensor(c.dtype, d.v);
+    hope_kv_append_params_t ap{};
+    ap.backend = HOPE_BACKEND_CPU;
+    ap.cache = cache.desc;
+    ap.num_tokens = d.total_k;
+    ap.k = k.data();
+    ap.v = v.data();
+    ap.slot_mapping = d.slots.data();
+    ap.cos_k = c.rope ? d.cos_k.data() : nullptr;
+    ap.sin_k = c.rope ? d.sin_k.data() : nullptr;
+    EXPECT_HOPE_OK(hope_kv_append(&ap, nullptr));
+
+    const int64_t q_width = static_cast<int64_t>(c.hq) * c.head_dim, q_stride = q_width + c.q_pad;
+    q = Tensor(c.dtype, static_cast<size_t>(d.total_q * q_stride));
+    q.poison();
+    for (int64_t t = 0; t < d.total_q; ++t)
+      for (int64_t i = 0; i < q_width; ++i) q.set(static_cast<size_t>(t * q_stride + i), d.q[t * q_width + i]);
+    out = Tensor(c.dtype, static_cast<size_t>(d.total_q) * c.hq * c.head_dim);
+    lse.assign(static_cast<size_t>(c.hq) * d.total_q, std::nanf(""));
+    p = hope_test::decode_params(HOPE_BACKEND_CPU, c, d, cache.desc, d.cu_q.data(), c.lens.data(),
+                                 d.page_table.data(), q.data(), out.data());
+    p.q_row_stride = c.q_pad ? q_stride : 0;
+    p.lse = c.with_lse ? lse.data() : nullptr;
+    p.cos_q = c.rope ? d.cos_q.data() : nullptr;
+    p.sin_q = c.rope ? d.sin_q.data() : nullptr;
+    EXPECT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
+  }
+
+  // One call on freshly poisoned outputs and workspace.
+  hope_status_t run() {
+    out.poison();
+    std::fill(lse.begin(), lse.end(), std::nanf(""));
+    std::vector<double> ws(ws_bytes / sizeof(double) + 1, std::nan(""));
+    return hope_decode_forward(&p, ws_bytes ? ws.data() : nullptr, ws_bytes, nullptr);
+  }
+};
+
 class DecodeCpu : public ::testing::TestWithParam<PagedDecodeCase> {};
 
 TEST_P(DecodeCpu, MatchesFloat64) {
   const PagedDecodeCase &c = GetParam();
-  const PagedDecodeData d = hope_ref::make_paged_decode(c, 1234 + c.hq * 7 + c.head_dim);
-  CpuCache cache = make_cache(c, d);
-
-  // Fill the cache through hope_kv_append (rotating the keys).
-  Tensor k = to_tensor(c.dtype, d.k), v = to_tensor(c.dtype, d.v);
-  hope_kv_append_params_t ap{};
-  ap.backend = HOPE_BACKEND_CPU;
-  ap.cache = cache.desc;
-  ap.num_tokens = d.total_k;
-  ap.k = k.data();
-  ap.v = v.data();
-  ap.slot_mapping = d.slots.data();
-  ap.cos_k = c.rope ? d.cos_k.data() : nullptr;
-  ap.sin_k = c.rope ? d.sin_k.data() : nullptr;
-  ASSERT_HOPE_OK(hope_kv_append(&ap, nullptr));
-
-  // q rows q_row_stride apart, the padding poisoned (NaN) so a read of it would show
-  const int64_t q_width = static_cast<int64_t>(c.hq) * c.head_dim, q_stride = q_width + c.q_pad;
-  Tensor q(c.dtype, static_cast<size_t>(d.total_q * q_stride));
-  q.poison();
-  for (int64_t t = 0; t < d.total_q; ++t)
-    for (int64_t i = 0; i < q_width; ++i) q.set(static_cast<size_t>(t * q_stride + i), d.q[t * q_width + i]);
-  Tensor out(c.dtype, static_cast<size_t>(d.total_q) * c.hq * c.head_dim);
-  out.poison();
-  std::vector<float> lse(static_cast<size_t>(c.hq) * d.total_q, std::nanf(""));
-  hope_decode_params_t p = hope_test::decode_params(HOPE_BACKEND_CPU, c, d, cache.desc, d.cu_q.data(), c.lens.data(),
-                                                    d.page_table.data(), q.data(), out.data());
-  p.q_row_stride = c.q_pad ? q_stride : 0;
-  p.lse = c.with_lse ? lse.data() : nullptr;
-  p.cos_q = c.rope ? d.cos_q.data() : nullptr;
-  p.sin_q = c.rope ? d.sin_q.data() : nullptr;
-  size_t ws_bytes = 12345;
-  ASSERT_HOPE_OK(hope_decode_workspace_size(&p, &ws_bytes));
+  CpuDecodeProblem prob(c);
+  const PagedDecodeData &d = prob.d;
+  const size_t ws_bytes = prob.ws_bytes;
   if (c.num_splits == 1) EXPECT_EQ(ws_bytes, 0u);
   if (c.num_splits > 1 && d.batch > 0) EXPECT_GT(ws_bytes, 0u);
 
@@ -115,25 +134,23 @@ TEST_P(DecodeCpu, MatchesFloat64) {
                                                     c.rope ? d.sin_q.data() : nullptr);
   q_rot = rounded(c.dtype, q_rot);
   std::vector<double> ref_out, ref_lse;
-  hope_ref::paged_decode(c, d, q_rot, cache.k.values(), cache.v.values(), 0.0, &ref_out, &ref_lse);
+  hope_ref::paged_decode(c, d, q_rot, prob.cache.k.values(), prob.cache.v.values(), 0.0, &ref_out, &ref_lse);
 
   // Every instruction-set path this machine can run, on freshly poisoned outputs and workspace.
   for (const std::string &isa : hope_test::cpu_isa_paths()) {
     SCOPED_TRACE("HOPE_CPU_ISA=" + isa);
     hope_test::ScopedEnv env("HOPE_CPU_ISA", isa.c_str());
-    out.poison();
-    std::fill(lse.begin(), lse.end(), std::nanf(""));
-    std::vector<double> ws(ws_bytes / sizeof(double) + 1, std::nan(""));
-    ASSERT_HOPE_OK(hope_decode_forward(&p, ws_bytes ? ws.data() : nullptr, ws_bytes, nullptr));
+    ASSERT_HOPE_OK(prob.run());
 
-    const std::vector<double> got = out.values();
+    const std::vector<double> got = prob.out.values();
     for (double x : got) ASSERT_TRUE(std::isfinite(x)) << "non-finite output";
     EXPECT_LE(hope_test::relative_error(got, ref_out), out_tol(c.dtype));
     EXPECT_TRUE(hope_test::all_close(got, ref_out, 8 * out_tol(c.dtype), 8 * out_tol(c.dtype)));
     if (c.with_lse)
-      EXPECT_TRUE(hope_test::all_close(std::vector<double>(lse.begin(), lse.end()), ref_lse, lse_tol(c.dtype)));
+      EXPECT_TRUE(hope_test::all_close(std::vector<double>(prob.lse.begin(), prob.lse.end()), ref_lse,
+                                       lse_tol(c.dtype)));
     else
-      for (float x : lse) EXPECT_TRUE(std::isnan(x)) << "lse written although params.lse was NULL";
+      for (float x : prob.lse) EXPECT_TRUE(std::isnan(x)) << "lse written although params.lse was NULL";
   }
 }
 
@@ -167,8 +184,55 @@ INSTANTIATE_TEST_SUITE_P(
         make_paged_case("bf16_d128_mqa16_q8_len1500_page16_causal_split3", HOPE_DTYPE_BFLOAT16, 16, 1, 128, 16, {8},
                         {1500}, true, 3),
         make_paged_case("f32_d96_gqa4_q1_len1_600_2100_page16_planned", HOPE_DTYPE_FLOAT32, 8, 2, 96, 16, {1, 1, 1},
-                        {1, 600, 2100}, true, 0)),
+                        {1, 600, 2100}, true, 0),
+        // the kernels that read bfloat16 K/V rows in place (few rows per kv head): head_dim 256 (q in eight
+        // registers), 80 and 34 (not a multiple of 32: masked loads), odd page sizes, all kv heads of a slot per task
+        make_paged_case("bf16_d256_gqa2_q1_len1037_page7_causal_split3", HOPE_DTYPE_BFLOAT16, 4, 2, 256, 7, {1},
+                        {1037}, true, 3),
+        make_paged_case("bf16_d80_gqa4_q2_len300_77_page16_causal_planned", HOPE_DTYPE_BFLOAT16, 8, 2, 80, 16, {2, 1},
+                        {300, 77}, true, 0),
+        make_paged_case("bf16_d34_gqa1_q3_len129_page5_noncausal_split3", HOPE_DTYPE_BFLOAT16, 3, 3, 34, 5, {3},
+                        {129}, false, 3),
+        make_paged_case("bf16_d128_mha8_q1_len2100_page16_planned", HOPE_DTYPE_BFLOAT16, 8, 8, 128, 16, {1}, {2100},
+                        true, 0),
+        // kv heads in groups that fit one task's rows (4 kv heads x 64 rows: two groups of two heads), and a kv
+        // head whose 192 rows are cut into two row ranges
+        make_paged_case("bf16_d64_gqa8_q8_hk4_len520_head_groups_planned", HOPE_DTYPE_BFLOAT16, 32, 4, 64, 16, {8},
+                        {520}, true, 0),
+        make_paged_case("f16_d64_mqa24_q8_len300_row_parts_split3", HOPE_DTYPE_FLOAT16, 24, 1, 64, 16, {8, 3},
+                        {300, 40}, true, 3)),
     case_name);
+
+// Threads must not change the answer: with the split count forced, 1, 2, 3 and 7 threads give identical bytes of
+// out and lse on every ISA path, for the in-place row kernels (1-2 tokens) and the packed panels (8 tokens).
+TEST(DecodeCpuThreads, BitIdenticalForAnyThreadCount) {
+  const std::vector<PagedDecodeCase> cases = {
+      make_paged_case("bf16_rows", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {2, 1, 2}, {1037, 1, 700}, true, 3),
+      make_paged_case("bf16_panels", HOPE_DTYPE_BFLOAT16, 8, 2, 64, 7, {8, 5}, {900, 300}, true, 3),
+      make_paged_case("f32_panels", HOPE_DTYPE_FLOAT32, 8, 2, 64, 16, {1, 8}, {600, 1037}, true, 2)};
+  for (const PagedDecodeCase &c : cases) {
+    CpuDecodeProblem prob(c);
+    for (const std::string &isa : hope_test::cpu_isa_paths()) {
+      SCOPED_TRACE(c.name + " HOPE_CPU_ISA=" + isa);
+      hope_test::ScopedEnv env_isa("HOPE_CPU_ISA", isa.c_str());
+      std::vector<uint8_t> first;
+      std::vector<float> first_lse;
+      for (const char *threads : {"1", "2", "3", "7"}) {
+        hope_test::ScopedEnv env_threads("HOPE_NUM_THREADS", threads);
+        ASSERT_HOPE_OK(prob.run());
+        if (std::string(threads) == "1") {
+          for (size_t i = 0; i < prob.out.size(); ++i) ASSERT_TRUE(std::isfinite(prob.out.get(i))) << i;
+          first = prob.out.bytes;
+          first_lse = prob.lse;
+          continue;
+        }
+        EXPECT_EQ(prob.out.bytes, first) << threads << " threads";
+        EXPECT_EQ(0, std::memcmp(prob.lse.data(), first_lse.data(), prob.lse.size() * sizeof(float)))
+            << threads << " threads";
+      }
+    }
+  }
+}
 
 TEST(DecodeCpuPlan, WorkspaceFollowsThePlan) {
   int32_t cu[2] = {0, 1}, lens[1] = {4096}, table[256] = {0};

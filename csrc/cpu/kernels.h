@@ -75,6 +75,14 @@ typedef struct {
   void (*pack_v_f32)(const void *const *rows, int n, int32_t dtype, int d, int dp, float *dst);
   void (*pack_k_bf16)(const void *const *rows, int n, int d, int dp, uint16_t *dst);
   void (*pack_v_bf16)(const void *const *rows, int n, int d, int dp, uint16_t *dst);
+  /* Decode straight on cache rows, without packing (BF16 mode, bfloat16 cache; NULL where the ISA has none, then
+   * the decode driver packs panels): key i's d values are at krows[i] / vrows[i]; `keys` is a multiple of 16,
+   * the pointers past the real keys point at zeros. S[rows][keys] (row stride s_ld) = Q[rows][dp] . K^T (raw);
+   * O[rows][dp] (row stride o_ld) += P[rows][keys] . V. */
+  void (*qk_rows_bf16)(const uint16_t *q, int64_t q_ld, int rows, const void *const *krows, int keys, int d, int dp,
+                       float *s, int64_t s_ld);
+  void (*pv_rows_bf16)(const uint16_t *p, int64_t p_ld, int rows, const void *const *vrows, int keys, int d, int dp,
+                       float *o, int64_t o_ld);
 } hopei_cpu_kernels_t;
 
 /* The kernels for this call into *out: HOPE_CPU_ISA if set, else the best path the CPU supports. A value
@@ -114,7 +122,7 @@ void hopei_store_row(void *dst, int32_t dtype, int64_t at, const float *x, int n
 /* ---- the online-softmax block (flash.c), shared by prefill and decode ------------------------------- */
 
 /* K/V of keys [key0, key0 + n) (n <= the block size) as panels: `k` and `v` point at the block's first chunk.
- * Prefill returns pointers into panels packed beforehand; decode packs its pages. */
+ * Prefill returns pointers into panels packed beforehand. */
 typedef void (*hopei_kv_block_fn)(void *ctx, int64_t key0, int n, const void **k, const void **v);
 
 typedef struct {
@@ -125,18 +133,45 @@ typedef struct {
   float scale;       /* softmax scale, > 0 */
 } hopei_flash_cfg_t;
 
-/* Per-thread scratch of hopei_flash_rows for up to `rows` rows, in bytes. */
+/* The running state of a set of query rows: m, l [rows] (running max of the raw scores, running sum), o the
+ * [rows][dp] float32 accumulator at row stride o_ld. */
+typedef struct {
+  float *m, *l, *o;
+  int64_t o_ld;
+} hopei_flash_state_t;
+
+/* Per-thread scratch of hopei_flash_block (S and P of one block) and of hopei_flash_rows (that plus m and l)
+ * for up to `rows` rows, in bytes; 64-byte aligned scratch. */
+size_t hopei_flash_block_scratch_bytes(const hopei_flash_cfg_t *cfg, int rows);
 size_t hopei_flash_scratch_bytes(const hopei_flash_cfg_t *cfg, int rows);
 
 /* The attention state of `rows` query rows (packed Q rows q, row stride q_ld) over keys [key_begin, key_end):
  * row r sees the keys n < last[r] + 1 (and n >= key_begin); last[r] < key_begin means none.
- * On return o[r][0..dp) holds the normalised output (0 when no key was visible), m_out[r] the lse in natural
+ * On return o[r][0..dp) holds the normalised output (0 when no key was visible), lse_out[r] the lse in natural
  * log (-inf when none). The blocks of keys are [key_begin + j * block_keys, key_begin + (j + 1) * block_keys)
  * clipped to key_end, and a row's result depends only on its own q, its keys and that block structure, never
- * on which rows share the call or which thread runs it. scratch: hopei_flash_scratch_bytes, 64-byte aligned. */
+ * on which rows share the call or which thread runs it. */
 void hopei_flash_rows(const hopei_flash_cfg_t *cfg, const void *q, int64_t q_ld, int rows, const int64_t *last,
                       int64_t key_begin, int64_t key_end, hopei_kv_block_fn kv, void *kv_ctx, void *scratch,
                       float *o, int64_t o_ld, float *lse_out);
+
+/* hopei_flash_rows in its three steps: begin (m = -inf, l = 0, o = 0), one block of keys [k0, k0 + n) given as
+ * panels (n <= block_keys; rows that see none of them are left unchanged), end (o normalised, lse). A driver
+ * calling them must give the same block structure as hopei_flash_rows would for the same result. */
+void hopei_flash_begin(const hopei_flash_cfg_t *cfg, const hopei_flash_state_t *st, int rows);
+void hopei_flash_block(const hopei_flash_cfg_t *cfg, const hopei_flash_state_t *st, const void *q, int64_t q_ld,
+                       int rows, const int64_t *last, int64_t k0, int n, const void *kp, const void *vp,
+                       void *scratch);
+void hopei_flash_end(const hopei_flash_cfg_t *cfg, const hopei_flash_state_t *st, int rows, float *lse_out);
+/* The block's two steps around the matrix products, for a driver with its own Q.K^T and P.V (decode on cache
+ * rows): the S [rows][block_keys] float32 buffer the scores go to and the P buffer (bfloat16 in BF16 mode, the
+ * same float32 array as S in F32 mode) in the scratch; the softmax (S -> P, m, l updated, o rescaled; P is 0
+ * for keys a row does not see and for the padding up to a multiple of 16 keys). */
+void hopei_flash_block_buffers(const hopei_flash_cfg_t *cfg, int rows, void *scratch, float **s, void **p);
+void hopei_flash_softmax(const hopei_flash_cfg_t *cfg, const hopei_flash_state_t *st, int rows, const int64_t *last,
+                         int64_t k0, int n, void *scratch);
+/* Whether any of the rows sees key key0 or a later one. */
+bool hopei_flash_block_visible(int rows, const int64_t *last, int64_t key0);
 
 #ifdef __cplusplus
 }

@@ -167,6 +167,128 @@ HOPEI_T512BF16 static void pack_v_bf16(const void *const *rows, int n, int d, in
   }
 }
 
+/* ---- decode on cache rows (no packing) ------------------------------------------------------------------ */
+
+/* Lane i of the result = the sum of the 16 lanes of a[i]. Four halving steps, each adding two vectors'
+ * shuffled halves (first 256-bit halves, then 128-bit, 64-bit, 32-bit ones), leave key 4 (i % 4) + i / 4's sum
+ * in lane i; a last permutation puts key i's sum in lane i. */
+HOPEI_T512BF16 HOPEI_INLINE __m512 reduce16(const __m512 a[16]) {
+  __m512 b[8], c[4], e[2];
+  for (int k = 0; k < 8; ++k) /* 128-bit lanes 0,1: key 2k; 2,3: key 2k + 1 */
+    b[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], 0x44),
+                         _mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], 0xee));
+  for (int k = 0; k < 4; ++k) /* 128-bit lane L: key 4k + L */
+    c[k] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * k], b[2 * k + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * k], b[2 * k + 1], 0xdd));
+  for (int k = 0; k < 2; ++k) /* lane L, elements 0,1: key 8k + L; elements 2,3: key 8k + 4 + L */
+    e[k] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * k], c[2 * k + 1], 0x44),
+                         _mm512_shuffle_ps(c[2 * k], c[2 * k + 1], 0xee));
+  /* lane L, element j: key L + 4j */
+  const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(e[0], e[1], 0x88), _mm512_shuffle_ps(e[0], e[1], 0xdd));
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  return _mm512_permutexvar_ps(order, f);
+}
+
+/* S[r][0..16) for one q row against 16 K rows: one accumulator per key, reduced at the end. NC = dp / 32 in
+ * {2, 4, 8} with d == dp: the q row stays in NC registers; NC = 0: any d and dp, q read from L1. */
+HOPEI_T512BF16 HOPEI_INLINE void qk_rows16(const int NC, const uint16_t *q, const uint16_t *const *k, int d, int dp,
+                                           float *s) {
+  __m512i qv[8];
+#pragma GCC unroll 8
+  for (int c = 0; c < NC; ++c) qv[c] = _mm512_loadu_si512(q + 32 * c);
+  __m512 acc[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    const uint16_t *kr = k[i];
+    __m512 a = _mm512_setzero_ps();
+    if (NC > 0) {
+#pragma GCC unroll 8
+      for (int c = 0; c < NC; ++c)
+        a = _mm512_dpbf16_ps(a, as_bh(qv[c]), as_bh(_mm512_loadu_si512(kr + 32 * c)));
+    } else {
+      for (int c = 0; c < dp; c += 32)
+        a = _mm512_dpbf16_ps(a, as_bh(_mm512_loadu_si512(q + c)), as_bh(load32(kr, c, d)));
+    }
+    acc[i] = a;
+  }
+  _mm512_storeu_ps(s, reduce16(acc));
+}
+
+HOPEI_T512BF16 static void qk_rows_bf16(const uint16_t *q, int64_t q_ld, int rows, const void *const *krows, int keys,
+                                        int d, int dp, float *s, int64_t s_ld) {
+  const int nc = d == dp && (dp == 64 || dp == 128 || dp == 256) ? dp / 32 : 0;
+  for (int i0 = 0; i0 < keys; i0 += 16) { /* the 16 rows stay in L1 across the q rows */
+    const uint16_t *const *k = (const uint16_t *const *)krows + i0;
+    for (int r = 0; r < rows; ++r) {
+      const uint16_t *qr = q + r * q_ld;
+      float *sr = s + r * s_ld + i0;
+      switch (nc) {
+        case 2: qk_rows16(2, qr, k, d, dp, sr); break;
+        case 4: qk_rows16(4, qr, k, d, dp, sr); break;
+        case 8: qk_rows16(8, qr, k, d, dp, sr); break;
+        default: qk_rows16(0, qr, k, d, dp, sr); break;
+      }
+    }
+  }
+}
+
+/* O[MR][32 NC columns from c0] += P[MR][keys] . V: per pair of keys, their rows' columns interleaved in registers
+ * (as pack_v_bf16 lays them out) and one (p[2n], p[2n+1]) broadcast per row. */
+HOPEI_T512BF16 HOPEI_INLINE void pv_rows_tile(const int MR, const int NC, const uint16_t *p, int64_t p_ld,
+                                              const uint16_t *const *v, int keys, int d, int c0, float *o,
+                                              int64_t o_ld) {
+  const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
+                                      37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+  __m512 acc[4][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < 2 * NC; ++j) acc[r][j] = _mm512_loadu_ps(o + r * o_ld + c0 + 16 * j);
+  for (int n = 0; n < keys; n += 2) {
+    __m512i b[4];
+#pragma GCC unroll 2
+    for (int j = 0; j < NC; ++j) {
+      const __m512i va = load32(v[n], c0 + 32 * j, d), vb = load32(v[n + 1], c0 + 32 * j, d);
+      b[2 * j] = _mm512_permutex2var_epi16(va, lo, vb);
+      b[2 * j + 1] = _mm512_permutex2var_epi16(va, hi, vb);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const __m512i a = bcast_pair(p + r * p_ld + n);
+#pragma GCC unroll 4
+      for (int j = 0; j < 2 * NC; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], as_bh(a), as_bh(b[j]));
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < 2 * NC; ++j) _mm512_storeu_ps(o + r * o_ld + c0 + 16 * j, acc[r][j]);
+}
+
+#define PV_ROWS_CASE(MR)                                                   \
+  case MR:                                                                 \
+    if (nc == 2) pv_rows_tile(MR, 2, pp, p_ld, v, keys, d, c0, oo, o_ld);  \
+    else pv_rows_tile(MR, 1, pp, p_ld, v, keys, d, c0, oo, o_ld);          \
+    break;
+
+HOPEI_T512BF16 static void pv_rows_bf16(const uint16_t *p, int64_t p_ld, int rows, const void *const *vrows, int keys,
+                                        int d, int dp, float *o, int64_t o_ld) {
+  const uint16_t *const *v = (const uint16_t *const *)vrows;
+  for (int r0 = 0; r0 < rows; r0 += 4) {
+    const int mr = rows - r0 < 4 ? rows - r0 : 4;
+    const uint16_t *pp = p + r0 * p_ld;
+    float *oo = o + r0 * o_ld;
+    for (int c0 = 0; c0 < dp; c0 += 64) {
+      const int nc = dp - c0 >= 64 ? 2 : 1; /* dp is a multiple of 32 */
+      switch (mr) {
+        PV_ROWS_CASE(1) PV_ROWS_CASE(2) PV_ROWS_CASE(3) PV_ROWS_CASE(4)
+        default: break;
+      }
+    }
+  }
+}
+
 static const hopei_cpu_kernels_t kAvx512Bf16 = {
     .name = "avx512bf16",
     .isa = HOPEI_ISA_AVX512BF16,
@@ -182,6 +304,8 @@ static const hopei_cpu_kernels_t kAvx512Bf16 = {
     .pack_v_f32 = hopei_avx512_pack_v_f32,
     .pack_k_bf16 = pack_k_bf16,
     .pack_v_bf16 = pack_v_bf16,
+    .qk_rows_bf16 = qk_rows_bf16,
+    .pv_rows_bf16 = pv_rows_bf16,
 };
 
 const hopei_cpu_kernels_t *hopei_cpu_kernels_avx512bf16(void) { return &kAvx512Bf16; }

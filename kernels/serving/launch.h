@@ -47,9 +47,12 @@ int hopei_decode_cuda_supported(int32_t dtype, int32_t head_dim);
 hope_status_t hopei_decode_cuda(const hope_decode_params_t *p, const hopei_decode_plan_t *plan, void *stream);
 hope_status_t hopei_merge_states_cuda(const hope_merge_params_t *p, void *stream);
 
-/* ---- CPU (csrc/cpu/serving.c) ------------------------------------------------------------------------ */
+/* ---- CPU (csrc/cpu/serving.c, csrc/cpu/decode.c) ----------------------------------------------------- */
 
 hope_status_t hopei_kv_append_cpu(const hope_kv_append_params_t *p);
+/* CPU decode tasks per (sequence, split): the groups of kv heads (or row ranges of one) that one read of the
+ * keys serves. The planner's unit of work on the CPU. */
+int64_t hopei_decode_cpu_tasks_per_split(int32_t num_q_heads, int32_t num_kv_heads, int32_t max_seqlen_q);
 hope_status_t hopei_decode_cpu(const hope_decode_params_t *p, const hopei_decode_plan_t *plan);
 hope_status_t hopei_merge_states_cpu(const hope_merge_params_t *p);
 
