@@ -15,7 +15,11 @@
 #    family) under one schedule;
 # 3. builds build-emu-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer on the emulator, the library and
 #    the tests: global memory is ASan-checked host memory, in-flight cp.async bytes are ASan-poisoned) and
-#    runs the suite once more under one schedule.
+#    runs the suite once more under one schedule;
+# 3b. with HOPE_EMU_ASAN_CPU=FILE, also runs the CPU test suite (what scripts/sanitize.sh's ASan half runs:
+#    every test but the GPU suites, with its stricter ASAN_OPTIONS) in that same ASan build, in two gtest shards
+#    side by side, and on success writes FILE: scripts/test.sh then skips sanitize.sh's own ASan build of the
+#    same tests (CI builds hope_tests with ASan once, not twice).
 # Prints one "N passed, M failed" line per run and a total; exits non-zero if anything failed.
 #
 # Environment: HOPE_EMU_SCHEDULES (default "lockstep forward reverse random"), HOPE_EMU_SM80_SCHEDULE (the
@@ -101,6 +105,37 @@ run_suite() { # run_suite NAME BUILD_DIR SCHEDULE [env...]; FILTER (default $fil
   total_skip=$((total_skip + skipped))
 }
 
+# run_cpu_asan BUILD_DIR MARK_FILE: the CPU suite under ASan+UBSan (sanitize.sh's filter and options; no fibers
+# there, so stack-use-after-return is checked), two shards at once; writes MARK_FILE when both pass.
+run_cpu_asan() {
+  local dir=$1 mark=$2 t0=$SECONDS rc=0 i
+  local -a pids=()
+  rm -f "$mark"
+  echo
+  echo "==== emulated GPU build, CPU suite under ASan+UBSan (instead of scripts/sanitize.sh's ASan build)"
+  for i in 0 1; do
+    env GTEST_TOTAL_SHARDS=2 GTEST_SHARD_INDEX=$i \
+      ASAN_OPTIONS="protect_shadow_gap=0:detect_leaks=1:allocator_may_return_null=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1:abort_on_error=0:halt_on_error=1" \
+      UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+      "$dir/tests/hope_tests" --gtest_filter='-*Gpu*:*GPU*' --gtest_brief=1 > "$dir/cpu-asan-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in 0 1; do wait "${pids[$i]}" || rc=1; done
+  local passed
+  passed=$(cat "$dir"/cpu-asan-[01].log | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{n += $1} END {print n + 0}')
+  if [ $rc -eq 0 ]; then
+    touch "$mark"
+    echo "asan+ubsan CPU suite: $passed passed ($((SECONDS - t0)) s)"
+    run_results+=("$passed passed ($((SECONDS - t0)) s)")
+  else
+    grep -hE "FAILED|ERROR: (Address|Undefined|Leak)Sanitizer|runtime error" "$dir"/cpu-asan-[01].log | head -40
+    echo "asan+ubsan CPU suite: FAILED (logs: $dir/cpu-asan-0.log, cpu-asan-1.log)"
+    run_results+=("FAILED")
+    failed=1
+  fi
+  run_names+=("asan+ubsan CPU suite")
+}
+
 t_build=$SECONDS
 echo "==== emulated GPU: building $build"
 if ! configure "$build"; then
@@ -123,6 +158,7 @@ if [ "$asan_schedule" != none ]; then
     run_suite "asan+ubsan $asan_schedule" "$asan_build" "$asan_schedule" \
       ASAN_OPTIONS="allocator_may_return_null=1:detect_stack_use_after_return=0:${ASAN_OPTIONS:-}" \
       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+    if [ -n "${HOPE_EMU_ASAN_CPU:-}" ]; then run_cpu_asan "$asan_build" "$HOPE_EMU_ASAN_CPU"; fi
   else
     echo "emulated-gpu.sh: the ASan build failed"
     run_names+=("asan+ubsan build")

@@ -3,7 +3,8 @@
 #   ctest (GoogleTest suite, header and export checks, install consumer; GPU tests report "Skipped" without a
 #   GPU), pytest (the Python binding, against the library just built), scripts/cpu-only-check.sh (CPU-only builds
 #   as without the CUDA toolkit), scripts/wheel-check.sh (pip wheel in a fresh venv), scripts/emulated-gpu.sh (the
-#   GPU suites on the emulated GPU, four schedules and ASan), and scripts/sanitize.sh,
+#   GPU suites on the emulated GPU, four schedules and ASan, and the CPU suite in that ASan build), and
+#   scripts/sanitize.sh (its TSan half when the emulated ASan build ran the CPU suite),
 #   scripts/pyfuzz.sh and scripts/fuzz.sh when they exist. Exits non-zero if any step fails; prints a summary.
 # HOPE_BUILD_DIR overrides the build directory (default: build/ in the repository).
 set -uo pipefail
@@ -43,8 +44,15 @@ if step "build" build_all; then
   step "pytest" run_pytest
   if [ -x scripts/cpu-only-check.sh ]; then step "cpu-only" scripts/cpu-only-check.sh; fi
   if [ -x scripts/wheel-check.sh ]; then step "wheel" scripts/wheel-check.sh; fi
-  if [ -x scripts/emulated-gpu.sh ]; then step "emulated-gpu" scripts/emulated-gpu.sh; fi
-  if [ -x scripts/sanitize.sh ]; then step "sanitize" scripts/sanitize.sh; fi
+  # The emulated GPU's ASan build also runs the CPU suite under ASan (it writes $cpu_asan when that passed), so
+  # sanitize.sh then runs its ThreadSanitizer half only: hope_tests is built with ASan once, not twice.
+  cpu_asan=$build/cpu-asan.passed
+  rm -f "$cpu_asan"
+  if [ -x scripts/emulated-gpu.sh ]; then step "emulated-gpu" env HOPE_EMU_ASAN_CPU="$cpu_asan" scripts/emulated-gpu.sh; fi
+  if [ -x scripts/sanitize.sh ]; then
+    if [ -f "$cpu_asan" ]; then step "sanitize" env HOPE_SANITIZE_ONLY=tsan scripts/sanitize.sh
+    else step "sanitize" scripts/sanitize.sh; fi
+  fi
   if [ -x scripts/pyfuzz.sh ]; then step "pyfuzz" scripts/pyfuzz.sh; fi
   if [ -x scripts/fuzz.sh ]; then step "fuzz" scripts/fuzz.sh; fi
 fi
