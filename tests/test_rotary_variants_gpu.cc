@@ -23,6 +23,7 @@
 
 #include "gpu_util.h"
 #include "hope_attn.h"
+#include "kv_append_gpu_util.h"
 #include "paged_test_util.h"
 #include "reference/paged_ref.h"
 #include "reference/reference.h"
@@ -257,25 +258,11 @@ TEST_P(RotaryKvAppendGpu, MatchesFloat64AndCpuBackend) {
   layout_cos_sin(c.layout, c.d, pos, &cs, &sn);
 
   const size_t es = hope_test::dtype_size(c.dtype), page_bytes = static_cast<size_t>(num_slots * row) * es;
-  DeviceBuffer kp(page_bytes), vp(page_bytes), dk(k.bytes.size()), dv(v.bytes.size()), ds(slots.size() * 8),
-      dc(cs.size() * 4), dsn(sn.size() * 4);
-  for (const DeviceBuffer *b : {&kp, &vp, &dk, &dv, &ds, &dc, &dsn}) ASSERT_TRUE(b->ok());
-  ASSERT_CUDA(dk.upload(k.data(), k.bytes.size()));
-  ASSERT_CUDA(dv.upload(v.data(), v.bytes.size()));
-  ASSERT_CUDA(ds.upload(slots.data(), slots.size() * 8));
-  ASSERT_CUDA(dc.upload(cs.data(), cs.size() * 4));
-  ASSERT_CUDA(dsn.upload(sn.data(), sn.size() * 4));
-  hope_kv_append_params_t p;
-  std::memset(&p, 0, sizeof p);
-  p.backend = HOPE_BACKEND_CUDA;
-  p.cache = hope_test::paged_kv(c.dtype, c.num_pages, c.page_size, c.hk, c.d, kp.get(), vp.get());
-  p.num_tokens = c.tokens;
-  p.k = dk.get();
-  p.v = dv.get();
-  p.k_row_stride = c.k_pad ? k_stride : 0;
-  p.slot_mapping = ds.as<int64_t>();
-  p.cos_k = c.rope ? dc.as<float>() : nullptr;
-  p.sin_k = c.rope ? dsn.as<float>() : nullptr;
+  hope_test::DeviceAppend dev(k, v, slots, cs, sn, page_bytes);
+  ASSERT_NO_FATAL_FAILURE(
+      dev.upload(k, v, slots, cs, sn, c.dtype, c.num_pages, c.page_size, c.hk, c.d, c.k_pad ? k_stride : 0, c.rope));
+  hope_kv_append_params_t &p = dev.params;
+  DeviceBuffer &kp = dev.kp, &vp = dev.vp;
   p.rope_pairing = c.layout.pairing;
   p.rotary_dim = c.layout.rotary_dim;
   ASSERT_HOPE_OK(hope_kv_append(&p, nullptr));

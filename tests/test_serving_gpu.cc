@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gpu_util.h"
+#include "kv_append_gpu_util.h"
 #include "paged_test_util.h"
 #include "reference/paged_ref.h"
 #include "reference/reference.h"
@@ -238,24 +239,11 @@ TEST_P(KvAppendGpu, MatchesCpuBackendAndSkipsNegativeSlots) {
     sn[i] = static_cast<float>(std::sin(a));
   }
   const size_t es = hope_test::dtype_size(c.dtype), page_bytes = static_cast<size_t>(num_slots) * row * es;
-  DeviceBuffer kp(page_bytes), vp(page_bytes), dk(k.bytes.size()), dv(v.bytes.size()), ds(slots.size() * 8),
-      dc(cs.size() * 4), dsn(sn.size() * 4);
-  for (const DeviceBuffer *b : {&kp, &vp, &dk, &dv, &ds, &dc, &dsn}) ASSERT_TRUE(b->ok());
-  ASSERT_CUDA(dk.upload(k.data(), k.bytes.size()));
-  ASSERT_CUDA(dv.upload(v.data(), v.bytes.size()));
-  ASSERT_CUDA(ds.upload(slots.data(), slots.size() * 8));
-  ASSERT_CUDA(dc.upload(cs.data(), cs.size() * 4));
-  ASSERT_CUDA(dsn.upload(sn.data(), sn.size() * 4));
-  hope_kv_append_params_t p{};
-  p.backend = HOPE_BACKEND_CUDA;
-  p.cache = paged_kv(c.dtype, c.num_pages, c.page_size, c.hk, c.d, kp.get(), vp.get());
-  p.num_tokens = c.tokens;
-  p.k = dk.get();
-  p.v = dv.get();
-  p.k_row_stride = c.k_pad ? k_stride : 0;
-  p.slot_mapping = ds.as<int64_t>();
-  p.cos_k = c.rope ? dc.as<float>() : nullptr;
-  p.sin_k = c.rope ? dsn.as<float>() : nullptr;
+  hope_test::DeviceAppend dev(k, v, slots, cs, sn, page_bytes);
+  ASSERT_NO_FATAL_FAILURE(
+      dev.upload(k, v, slots, cs, sn, c.dtype, c.num_pages, c.page_size, c.hk, c.d, c.k_pad ? k_stride : 0, c.rope));
+  const hope_kv_append_params_t &p = dev.params;
+  DeviceBuffer &kp = dev.kp, &vp = dev.vp;
   ASSERT_HOPE_OK(hope_kv_append(&p, nullptr));
   ASSERT_CUDA(cudaDeviceSynchronize());
   Tensor gk(c.dtype, static_cast<size_t>(num_slots) * row), gv(c.dtype, gk.size());
