@@ -40,8 +40,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 /* Into L2 (locality 2, prefetcht1 on x86: measured better here than into L1, which the rows would not fit) */
 #define DECODE_PREFETCH(addr) __builtin_prefetch((addr), 0, 2)
+/* Into L1 (locality 3, prefetcht0): rows already in L2, needed by the next kernel call */
+#define DECODE_PREFETCH_L1(addr) __builtin_prefetch((addr), 0, 3)
 #else
 #define DECODE_PREFETCH(addr) ((void)(addr))
+#define DECODE_PREFETCH_L1(addr) ((void)(addr))
 #endif
 
 /* ---- head groups ------------------------------------------------------------------------------------- */
@@ -191,6 +194,13 @@ static inline void prefetch_step(prefetcher_t *pf) {
   }
 }
 
+/* Into L1: every line of rows[i] for i in [begin, end) step `step` (the rows of the next kernel call, which the
+ * block prefetcher has brought into L2), so that the call's loads hit L1. */
+static inline void prefetch_rows_l1(const void *const *rows, int begin, int end, int step, size_t row_bytes) {
+  for (int i = begin; i < end; i += step)
+    for (size_t off = 0; off < row_bytes; off += 64) DECODE_PREFETCH_L1((const char *)rows[i] + off);
+}
+
 static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
 
 /* Scratch of one worker: packed q rows, K and V panels of a block, O, m, l, lse, last, the block's S and P. */
@@ -238,8 +248,11 @@ static void block_on_panels(const decode_ctx_t *c, const hopei_flash_state_t *st
 }
 
 /* One block for the group's kv heads straight on the cache rows (BF16 mode, few rows per head): per head,
- * Q.K^T one q row and 16 keys at a time, the softmax, then P.V in slices of 32 keys, a prefetch step before each
- * kernel call. */
+ * Q.K^T one q row and 16 keys at a time, the softmax, then P.V in slices of 32 keys, a prefetch step of the next
+ * block (into L2) before each kernel call. Besides, the rows of the next chunk of keys go from L2 into L1 ahead of
+ * their call: before each Q.K^T call a share of the next chunk's K rows (every rows-th key), before each P.V
+ * slice the next slice's V rows (measured here: 1-6 points more of the paired read bandwidth at 1x32k and 8x4k,
+ * benchmarks/results/README.md). */
 static void block_on_rows(const decode_ctx_t *c, const hopei_flash_state_t *st, const char *qpack, int heads,
                           int rows, const int64_t *last, int64_t k0, const block_rows_t *br, prefetcher_t *pf,
                           void *fscratch) {
@@ -256,12 +269,16 @@ static void block_on_rows(const decode_ctx_t *c, const hopei_flash_state_t *st, 
     for (int j = 0; j < npad; j += HOPEI_KEY_CHUNK)
       for (int r = 0; r < rows; ++r) {
         prefetch_step(pf);
+        if (j + HOPEI_KEY_CHUNK < npad)
+          prefetch_rows_l1(krows + j + HOPEI_KEY_CHUNK, r, HOPEI_KEY_CHUNK, rows, c->row_bytes);
         c->kern->qk_rows_bf16(q + (size_t)r * dp, dp, 1, krows + j, HOPEI_KEY_CHUNK, d, dp, s + (size_t)r * bk + j, bk);
       }
     hopei_flash_softmax(&c->flash, &st[hh], rows, last, k0, br->n, fscratch);
     for (int j = 0; j < npad; j += 2 * HOPEI_KEY_CHUNK) {
       prefetch_step(pf);
       const int m = npad - j < 2 * HOPEI_KEY_CHUNK ? npad - j : 2 * HOPEI_KEY_CHUNK;
+      const int after = npad - (j + m) < m ? npad - (j + m) : m; /* keys of the next slice */
+      prefetch_rows_l1(vrows + j + m, 0, after, 1, c->row_bytes);
       c->kern->pv_rows_bf16(p + j, bk, rows, vrows + j, m, d, dp, st[hh].o, st[hh].o_ld);
     }
   }
