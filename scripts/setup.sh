@@ -25,7 +25,8 @@ hope_setup_main() {
 
   # --- Debian packages ---------------------------------------------------------------------------------------
   local missing=() pkg
-  for pkg in cmake g++ make libgtest-dev libboost-context-dev pkg-config python3-pip python3-venv; do
+  # ccache: the CPU-only, wheel, sanitizer and emulated builds of scripts/test.sh reuse each other's objects.
+  for pkg in cmake g++ make ccache libgtest-dev libboost-context-dev pkg-config python3-pip python3-venv; do
     if ! dpkg -s "$pkg" > /dev/null 2>&1; then missing+=("$pkg"); fi
   done
   # A python3 that is not Debian's (pyenv, conda) brings its own pip and venv (scripts/wheel-check.sh makes a
