@@ -152,7 +152,9 @@ if [ "$asan_schedule" != none ]; then
   t_build=$SECONDS
   echo
   echo "==== emulated GPU: building $asan_build (AddressSanitizer + UndefinedBehaviorSanitizer)"
-  if configure "$asan_build" -DHOPE_SANITIZE=address,undefined; then
+  # Host code at -O1 (tests and library: quick to build under ASan+UBSan), the emulator and the kernels at -O3.
+  if configure "$asan_build" -DHOPE_SANITIZE=address,undefined -DCMAKE_C_FLAGS_RELEASE="-O1 -DNDEBUG" \
+    -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DHOPE_EMU_KERNEL_OPT=-O3; then
     echo "built in $((SECONDS - t_build)) s"
     # Leaks are checked; huge allocations return NULL (the tests' out-of-memory cases), fibers switch stacks.
     run_suite "asan+ubsan $asan_schedule" "$asan_build" "$asan_schedule" \
