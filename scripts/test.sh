@@ -54,7 +54,7 @@ if step "build" build_all; then
     else step "sanitize" scripts/sanitize.sh; fi
   fi
   if [ -x scripts/pyfuzz.sh ]; then step "pyfuzz" scripts/pyfuzz.sh; fi
-  if [ -x scripts/fuzz.sh ]; then step "fuzz" scripts/fuzz.sh; fi
+  if [ -x scripts/fuzz.sh ]; then step "fuzz" scripts/fuzz.sh --seconds 20; fi  # 5 harnesses x 20 s
 fi
 
 echo
