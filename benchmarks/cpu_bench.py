@@ -523,7 +523,8 @@ def main():
     ap.add_argument("--dtypes", default="bf16,fp32")
     ap.add_argument("--causal", default="1,0", help="1 causal, 0 full")
     ap.add_argument("--gqa", default="4,1")
-    ap.add_argument("--decode", default="1x32768x1,1x32768x8,8x4096x1,8x4096x8,32x1024x1,32x1024x8",
+    ap.add_argument("--decode",
+                    default="1x32768x1,1x32768x4,1x32768x8,8x4096x1,8x4096x4,8x4096x8,32x1024x1,32x1024x8",
                     help="BATCHxCONTEXTxQUERIES list")
     ap.add_argument("--no-prefill", action="store_true")
     ap.add_argument("--no-decode", action="store_true")

@@ -115,8 +115,7 @@ run_cpu_asan() {
   echo "==== emulated GPU build, CPU suite under ASan+UBSan (instead of scripts/sanitize.sh's ASan build)"
   for i in 0 1; do
     env GTEST_TOTAL_SHARDS=2 GTEST_SHARD_INDEX=$i \
-      ASAN_OPTIONS="protect_shadow_gap=0:detect_leaks=1:allocator_may_return_null=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1:abort_on_error=0:halt_on_error=1" \
-      UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+      ASAN_OPTIONS="$HOPE_CPU_ASAN_OPTIONS" UBSAN_OPTIONS="$HOPE_UBSAN_OPTIONS" \
       "$dir/tests/hope_tests" --gtest_filter='-*Gpu*:*GPU*' --gtest_brief=1 > "$dir/cpu-asan-$i.log" 2>&1 &
     pids+=($!)
   done

@@ -56,12 +56,8 @@ configure_and_build() { # DIR SANITIZERS [TARGET]
     || { tail -n 60 "$dir/build.log" >&2; return 1; }
 }
 
-# CUDA's runtime maps memory in ASan's shadow gap when it initialises a GPU: protect_shadow_gap=0 lets it.
-# allocator_may_return_null=1: the resource tests ask for impossible allocations and expect a status back.
-asan_env=(
-  "ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=1:allocator_may_return_null=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1:abort_on_error=0:halt_on_error=1"
-  "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
-)
+# the options are scripts/setup.sh's (shared with scripts/emulated-gpu.sh)
+asan_env=("ASAN_OPTIONS=$HOPE_CPU_ASAN_OPTIONS" "UBSAN_OPTIONS=$HOPE_UBSAN_OPTIONS")
 tsan_env=(
   "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:allocator_may_return_null=1:exitcode=66"
 )

@@ -93,3 +93,10 @@ hope_configure() {
     || { cat "$build/configure.log" >&2; return 1; }
   grep -E "^-- hope_attn: (CUDA backend|NVTX)" "$build/configure.log" | sed 's/^-- hope_attn: /configure:   /'
 }
+
+# Sanitizer options for the CPU test suite under ASan+UBSan (scripts/sanitize.sh, and the ASan build of
+# scripts/emulated-gpu.sh). CUDA's runtime maps memory in ASan's shadow gap when it initialises a GPU:
+# protect_shadow_gap=0 lets it. allocator_may_return_null=1: the resource tests ask for impossible allocations and
+# expect a status back.
+HOPE_CPU_ASAN_OPTIONS="protect_shadow_gap=0:detect_leaks=1:allocator_may_return_null=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1:abort_on_error=0:halt_on_error=1"
+HOPE_UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

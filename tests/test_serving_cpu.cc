@@ -195,6 +195,17 @@ INSTANTIATE_TEST_SUITE_P(
                         {129}, false, 3),
         make_paged_case("bf16_d128_mha8_q1_len2100_page16_planned", HOPE_DTYPE_BFLOAT16, 8, 8, 128, 16, {1}, {2100},
                         true, 0),
+        // 9 to 16 rows per kv head on the in-place kernels, the rows as a Q panel: 16 rows (head_dim 80: pairs
+        // past d are padding; the second sequence's task has 4 rows: the row path), 12 rows at head_dim 34, 9 rows,
+        // and 16 rows in a call planned for 32 (a sequence with 4 of max_seqlen_q 8 tokens: Q panel and panels)
+        make_paged_case("bf16_d80_gqa4_q4_len300_77_page16_qpanel_causal_split3", HOPE_DTYPE_BFLOAT16, 8, 2, 80, 16,
+                        {4, 1}, {300, 77}, true, 3),
+        make_paged_case("bf16_d34_gqa4_q3_len129_page5_qpanel_noncausal_planned", HOPE_DTYPE_BFLOAT16, 4, 1, 34, 5,
+                        {3}, {129}, false, 0),
+        make_paged_case("bf16_d128_gqa9_q1_len1037_qpanel_split3", HOPE_DTYPE_BFLOAT16, 9, 1, 128, 16, {1}, {1037},
+                        true, 3),
+        make_paged_case("bf16_d256_gqa4_q8_q4_len700_9_page16_panels_and_qpanel_planned", HOPE_DTYPE_BFLOAT16, 8, 2,
+                        256, 16, {8, 4}, {700, 9}, true, 0),
         // kv heads in groups that fit one task's rows (4 kv heads x 64 rows: two groups of two heads), and a kv
         // head whose 192 rows are cut into two row ranges
         make_paged_case("bf16_d64_gqa8_q8_hk4_len520_head_groups_planned", HOPE_DTYPE_BFLOAT16, 32, 4, 64, 16, {8},
@@ -204,11 +215,13 @@ INSTANTIATE_TEST_SUITE_P(
     case_name);
 
 // Threads must not change the answer: with the split count forced, 1, 2, 3 and 7 threads give identical bytes of
-// out and lse on every ISA path, for the in-place row kernels (1-2 tokens) and the packed panels (8 tokens).
+// out and lse on every ISA path, for the in-place row kernels (1-2 tokens: 4-8 rows per kv head), the Q panel
+// (4 tokens: 16 rows) and the packed panels (8 tokens: 32 rows).
 TEST(DecodeCpuThreads, BitIdenticalForAnyThreadCount) {
   const std::vector<PagedDecodeCase> cases = {
       make_paged_case("bf16_rows", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {2, 1, 2}, {1037, 1, 700}, true, 3),
-      make_paged_case("bf16_panels", HOPE_DTYPE_BFLOAT16, 8, 2, 64, 7, {8, 5}, {900, 300}, true, 3),
+      make_paged_case("bf16_qpanel", HOPE_DTYPE_BFLOAT16, 8, 2, 128, 16, {4, 4}, {1037, 700}, true, 3),
+      make_paged_case("bf16_panels_and_qpanel", HOPE_DTYPE_BFLOAT16, 8, 2, 64, 7, {8, 4}, {900, 300}, true, 3),
       make_paged_case("f32_panels", HOPE_DTYPE_FLOAT32, 8, 2, 64, 16, {1, 8}, {600, 1037}, true, 2)};
   for (const PagedDecodeCase &c : cases) {
     CpuDecodeProblem prob(c);

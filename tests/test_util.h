@@ -185,6 +185,23 @@ inline double relative_error(const std::vector<double> &got, const std::vector<d
   return den == 0.0 ? std::sqrt(num) : std::sqrt(num / den);
 }
 
+// Rows that see no key (reference lse -inf) must come out exactly 0: out is [total_q][heads][head_dim], ref_lse
+// [heads][total_q].
+inline ::testing::AssertionResult keyless_rows_are_zero(const std::vector<double> &out,
+                                                        const std::vector<double> &ref_lse, int64_t total_q,
+                                                        int heads, int head_dim) {
+  for (int64_t t = 0; t < total_q; ++t)
+    for (int j = 0; j < heads; ++j)
+      if (std::isinf(ref_lse[static_cast<size_t>(j * total_q + t)]))
+        for (int e = 0; e < head_dim; ++e) {
+          const double o = out[static_cast<size_t>((t * heads + j) * head_dim + e)];
+          if (o != 0.0)
+            return ::testing::AssertionFailure() << "token " << t << " head " << j << " sees no key, yet out[" << e
+                                                 << "] = " << o << " (must be 0)";
+        }
+  return ::testing::AssertionSuccess();
+}
+
 // Expects a status and prints hope_last_error() when it differs.
 #define EXPECT_HOPE_OK(expr)                                                      \
   do {                                                                            \

@@ -15,7 +15,11 @@
  *    next block's pages are already on their way while this one computes: many pages in flight per thread
  *    instead of one miss at a time.
  *  - Each kv head's query rows are rotated once (hopei_cpu_rotate_row, rounded to the cache dtype as a
- *    tensor-core path would) and run through the prefill's online softmax block (hopei_flash_block).
+ *    tensor-core path would) and run through the prefill's online softmax (hopei_flash_softmax).
+ *  - The matrix products take one of three paths (block_path): on a bfloat16 cache with AVX512_BF16, straight on
+ *    the cache rows, a q row at a time for up to DECODE_ROW_KERNEL_ROWS rows per kv head (block_on_rows) and with
+ *    the rows as a Q panel for more (block_on_qpanel, no K packing); otherwise K and V packed into the prefill's
+ *    panels (block_on_panels).
  * Tasks are taken from an atomic counter. With more than one split each task writes normalised partial states
  * into the caller's workspace and a second pass merges them exactly as the GPU does. A row's arithmetic depends
  * only on the call's shape and the split count, never on the threads: with num_splits forced the result is
@@ -36,6 +40,8 @@
 /* A kv head with at most this many query rows reads K and V rows in place (the qk_rows / pv_rows kernels, where
  * the ISA has them); more rows amortise packing the rows into panels once per block. */
 #define DECODE_ROW_KERNEL_ROWS 8
+/* Up to this many rows per kv head (one Q panel group), the in-place kernels with the rows as a Q panel. */
+#define DECODE_QPANEL_ROWS 16
 
 #if defined(__GNUC__) || defined(__clang__)
 /* Into L2 (locality 2, prefetcht1 on x86: measured better here than into L1, which the rows would not fit) */
@@ -203,20 +209,50 @@ static inline void prefetch_rows_l1(const void *const *rows, int begin, int end,
 
 static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
 
-/* Scratch of one worker: packed q rows, K and V panels of a block, O, m, l, lse, last, the block's S and P. */
+
+/* Kv heads of a task that may need a Q panel (16 rows each): a task with more than DECODE_ROW_KERNEL_ROWS rows per
+ * head may take the Q panel path (block_path), and then has at most DECODE_MAX_ROWS / 9 heads. */
+static size_t qpanel_heads(const decode_ctx_t *c) {
+  return c->hg.rows > DECODE_ROW_KERNEL_ROWS ? (size_t)c->hg.heads : 0;
+}
+
+/* Scratch of one worker: packed q rows, Q panels, K and V panels of a block, O, m, l, lse, last, the block's S and P. */
 static size_t decode_scratch_bytes(const decode_ctx_t *c) {
   const size_t rows = DECODE_MAX_ROWS;
   size_t bytes = align64(rows * c->dp * c->esz) + 2 * align64((size_t)DECODE_BLOCK_KEYS * c->dp * c->esz);
+  bytes += align64(qpanel_heads(c) * 16 * c->dp * c->esz); /* Q panels */
   bytes += align64(rows * c->dp * sizeof(float)) + 3 * align64(rows * sizeof(float)) +
            align64(rows * sizeof(int64_t));
   return bytes + hopei_flash_block_scratch_bytes(&c->flash, DECODE_MAX_ROWS);
 }
 
+/* How a task computes its blocks: K and V packed into panels (any mode and ISA); straight on the cache rows
+ * (BF16 mode, few query rows per kv head: a q row at a time against 16 K rows); straight on the cache rows with
+ * the query rows as a Q panel (BF16 mode, more rows: each K pair broadcast against 16 rows at a time). */
+typedef enum { PATH_PANELS, PATH_ROWS, PATH_QPANEL } block_path_t;
+
+/* The path for `rows` query rows per kv head. The Q panel is one group of 16 rows, rows past `rows` computed for
+ * nothing: against the packed panels it was faster here for 12 and 16 rows (benchmarks/results/README.md); for
+ * 32 rows, two groups per K broadcast, it gained 0-3%, not enough to keep a second V path for it, and for
+ * 20 rows it lost 7%. */
+static block_path_t block_path(const decode_ctx_t *c, int rows) {
+  if (c->mode != HOPEI_MODE_BF16) return PATH_PANELS;
+  if (c->kern->qk_rows_bf16 != NULL && c->kern->pv_rows_bf16 != NULL && rows <= DECODE_ROW_KERNEL_ROWS)
+    return PATH_ROWS;
+  if (c->kern->qk_qpanel_bf16 != NULL && c->kern->pv_rows_bf16 != NULL && rows <= DECODE_QPANEL_ROWS)
+    return PATH_QPANEL;
+  return PATH_PANELS;
+}
+
 /* Compute steps of one block for the prefetcher: one per (kv head, chunk of 16 keys[, q row]) and per P.V
  * slice. */
-static int block_steps(bool on_rows, int heads, int rows, int n) {
+static int block_steps(block_path_t path, int heads, int rows, int n) {
   const int chunks = (n + HOPEI_KEY_CHUNK - 1) / HOPEI_KEY_CHUNK;
-  return on_rows ? heads * (chunks * rows + (chunks + 1) / 2) : heads * chunks;
+  switch (path) {
+    case PATH_ROWS: return heads * (chunks * rows + (chunks + 1) / 2);
+    case PATH_QPANEL: return heads * (chunks + (chunks + 1) / 2);
+    default: return heads * chunks;
+  }
 }
 
 /* One block for the group's kv heads, each head's rows packed into panels (chunk by chunk, a prefetch step
@@ -284,6 +320,46 @@ static void block_on_rows(const decode_ctx_t *c, const hopei_flash_state_t *st, 
   }
 }
 
+/* One block for the group's kv heads straight on the cache rows, the query rows of each head as a Q panel
+ * (BF16 mode, DECODE_ROW_KERNEL_ROWS < rows <= DECODE_QPANEL_ROWS): per head, Q.K^T 16 keys at a time (each
+ * key's pairs broadcast from its row against the 16 query rows of a vector: no K packing, the same S as the
+ * panel path), the softmax, then P.V on the V rows in slices of 32 keys; a prefetch step of the next block
+ * before each kernel call. */
+static void block_on_qpanel(const decode_ctx_t *c, const hopei_flash_state_t *st, const uint16_t *qpanel, int heads,
+                            int rows, const int64_t *last, int64_t k0, const block_rows_t *br, prefetcher_t *pf,
+                            void *fscratch) {
+  const int32_t d = c->p->cache.head_dim, dp = c->dp, bk = DECODE_BLOCK_KEYS;
+  const int npad = (br->n + HOPEI_KEY_CHUNK - 1) / HOPEI_KEY_CHUNK * HOPEI_KEY_CHUNK;
+  const void *krows[DECODE_BLOCK_KEYS], *vrows[DECODE_BLOCK_KEYS];
+  float *s;
+  void *pv;
+  hopei_flash_block_buffers(&c->flash, rows, fscratch, &s, &pv);
+  const uint16_t *p = (const uint16_t *)pv;
+  for (int hh = 0; hh < heads; ++hh) {
+    head_rows(br, (size_t)hh * c->row_bytes, krows, vrows);
+    for (int j = 0; j < npad; j += HOPEI_KEY_CHUNK) {
+      prefetch_step(pf);
+      c->kern->qk_qpanel_bf16(qpanel + (size_t)hh * 16 * dp, rows, krows + j, HOPEI_KEY_CHUNK, d, dp, s + j, bk);
+    }
+    hopei_flash_softmax(&c->flash, &st[hh], rows, last, k0, br->n, fscratch);
+    for (int j = 0; j < npad; j += 2 * HOPEI_KEY_CHUNK) {
+      prefetch_step(pf);
+      const int m = npad - j < 2 * HOPEI_KEY_CHUNK ? npad - j : 2 * HOPEI_KEY_CHUNK;
+      c->kern->pv_rows_bf16(p + j, bk, rows, vrows + j, m, d, dp, st[hh].o, st[hh].o_ld);
+    }
+  }
+}
+
+/* The Q panel of one kv head (kernels.h) from its packed bfloat16 rows q[rows][dp], rows <= 16. */
+static void build_qpanel(const uint16_t *q, int rows, int dp, uint16_t *qp) {
+  for (int pair = 0; pair < dp / 2; ++pair)
+    for (int i = 0; i < 16; ++i) {
+      uint16_t *dst = qp + ((size_t)pair * 16 + i) * 2;
+      dst[0] = i < rows ? q[(size_t)i * dp + 2 * pair] : 0;
+      dst[1] = i < rows ? q[(size_t)i * dp + 2 * pair + 1] : 0;
+    }
+}
+
 /* What one task covers: sequence b, split s, kv heads [h0, h0 + nh) and query rows [row0, row0 + nr) of each (row
  * r: token r / group, query head h * group + r % group of kv head h), keys [start, end). nr <= 0: nothing. */
 typedef struct {
@@ -336,6 +412,8 @@ static void decode_task(const decode_ctx_t *c, const task_t *t, const task_t *fo
   char *at = scratch;
   char *qpack = at;
   at += align64((size_t)DECODE_MAX_ROWS * dp * c->esz);
+  uint16_t *qpanel = (uint16_t *)at;
+  at += align64(qpanel_heads(c) * 16 * dp * c->esz);
   char *kp = at;
   at += align64((size_t)DECODE_BLOCK_KEYS * dp * c->esz);
   char *vp = at;
@@ -371,7 +449,10 @@ static void decode_task(const decode_ctx_t *c, const task_t *t, const task_t *fo
     }
   }
 
-  const bool on_rows = c->kern->qk_rows_bf16 != NULL && c->mode == HOPEI_MODE_BF16 && nr <= DECODE_ROW_KERNEL_ROWS;
+  const block_path_t path = block_path(c, nr);
+  if (path == PATH_QPANEL)
+    for (int32_t hh = 0; hh < nh; ++hh)
+      build_qpanel((const uint16_t *)qpack + (size_t)hh * nr * dp, nr, dp, qpanel + (size_t)hh * 16 * dp);
   hopei_flash_state_t st[DECODE_MAX_ROWS];
   for (int32_t hh = 0; hh < nh; ++hh) {
     st[hh].m = m + hh * nr;
@@ -388,8 +469,9 @@ static void decode_task(const decode_ctx_t *c, const task_t *t, const task_t *fo
     const task_t *ahead = k0 + cur->n < end || following == NULL ? t : following;
     first_rows(c, ahead, ahead == t ? k0 + cur->n : ahead->start, next);
     prefetcher_t pf;
-    prefetch_begin(&pf, next, (size_t)ahead->nh * c->row_bytes, block_steps(on_rows, nh, nr, cur->n));
-    if (on_rows) block_on_rows(c, st, qpack, nh, nr, last, k0, cur, &pf, fscratch);
+    prefetch_begin(&pf, next, (size_t)ahead->nh * c->row_bytes, block_steps(path, nh, nr, cur->n));
+    if (path == PATH_ROWS) block_on_rows(c, st, qpack, nh, nr, last, k0, cur, &pf, fscratch);
+    else if (path == PATH_QPANEL) block_on_qpanel(c, st, qpanel, nh, nr, last, k0, cur, &pf, fscratch);
     else block_on_panels(c, st, qpack, nh, nr, last, k0, cur, &pf, kp, vp, fscratch);
     block_rows_t *swap = cur;
     cur = next;

@@ -83,6 +83,12 @@ typedef struct {
                        float *s, int64_t s_ld);
   void (*pv_rows_bf16)(const uint16_t *p, int64_t p_ld, int rows, const void *const *vrows, int keys, int d, int dp,
                        float *o, int64_t o_ld);
+  /* Q.K^T straight on cache rows for up to 16 query rows (BF16 mode, bfloat16 cache; NULL where the ISA has
+   * none), the rows given as a Q panel [dp/2][16][2]: lane i of vector c holds the pair (q[2c], q[2c + 1]) of row
+   * i (zeros for rows past `rows`). S[rows][keys] (row stride s_ld) as qk_rows_bf16 gives it; `keys` a multiple
+   * of 16, the pointers past the real keys point at zeros; d even (the API refuses an odd head_dim). */
+  void (*qk_qpanel_bf16)(const uint16_t *qp, int rows, const void *const *krows, int keys, int d, int dp, float *s,
+                         int64_t s_ld);
 } hopei_cpu_kernels_t;
 
 /* The kernels for this call into *out: HOPE_CPU_ISA if set, else the best path the CPU supports. A value

@@ -232,16 +232,58 @@ HOPEI_T512BF16 static void qk_rows_bf16(const uint16_t *q, int64_t q_ld, int row
   }
 }
 
+/* S[rows][keys] (row stride s_ld, rows <= 16) = Q . K^T on cache rows, the query rows given as a Q panel
+ * (kernels.h). Per 16 keys: two halves of 8 keys (8 row pointers, 8 accumulators whose lanes are the 16 rows);
+ * per pair c, one Q panel vector and each key's pair broadcast straight from its cache row; then the 16 x 16
+ * tile of scores transposed in registers on its way out. Per (row, key) this is the vdpbf16ps sequence of qk_bf16
+ * on a packed K panel with the operands swapped (a product of two bfloat16 values is exact): the same S, without
+ * packing K. d is even. */
+HOPEI_T512BF16 static void qk_qpanel_bf16(const uint16_t *qp, int rows, const void *const *krows, int keys, int d,
+                                          int dp, float *s, int64_t s_ld) {
+  (void)dp;
+  float st[16][16] __attribute__((aligned(64))); /* st[key][row] */
+  for (int i0 = 0; i0 < keys; i0 += 16) {
+    const uint16_t *const *k = (const uint16_t *const *)krows + i0;
+    for (int h = 0; h < 16; h += 8) {
+      const uint16_t *kr[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) kr[i] = k[h + i];
+      __m512 acc[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) acc[i] = _mm512_setzero_ps();
+      for (int c = 0; c < d / 2; ++c) {
+        const __m512i qv = _mm512_loadu_si512(qp + 32 * c);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], as_bh(qv), as_bh(bcast_pair(kr[i] + 2 * c)));
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) _mm512_store_ps(st[h + i], acc[i]);
+    }
+    __m512i t[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) t[i] = _mm512_load_si512(st[i]);
+    hopei_transpose16x16_epi32(t); /* t[r]: row r's 16 scores */
+    for (int r = 0; r < rows; ++r) _mm512_storeu_si512(s + r * s_ld + i0, t[r]);
+  }
+}
+
+/* 32 bfloat16 values of a cache row from column c0 (zeros past d; the row pointer is never NULL). */
+HOPEI_T512BF16 HOPEI_INLINE __m512i load32_row(const uint16_t *row, int c0, int d) {
+  if (c0 + 32 <= d) return _mm512_loadu_si512(row + c0);
+  const int valid = d - c0;
+  return _mm512_maskz_loadu_epi16(valid > 0 ? (__mmask32)((1u << valid) - 1u) : 0, row + c0);
+}
+
 /* O[MR][32 NC columns from c0] += P[MR][keys] . V: per pair of keys, their rows' columns interleaved in registers
- * (as pack_v_bf16 lays them out) and one (p[2n], p[2n+1]) broadcast per row. */
+ * (as pack_v_bf16 lays them out) and one (p[2n], p[2n+1]) broadcast per row. MR x NC <= 8. */
 HOPEI_T512BF16 HOPEI_INLINE void pv_rows_tile(const int MR, const int NC, const uint16_t *p, int64_t p_ld,
                                               const uint16_t *const *v, int keys, int d, int c0, float *o,
                                               int64_t o_ld) {
   const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
                                       37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
   const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
-  __m512 acc[4][4];
-#pragma GCC unroll 4
+  __m512 acc[8][4];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < 2 * NC; ++j) acc[r][j] = _mm512_loadu_ps(o + r * o_ld + c0 + 16 * j);
@@ -249,18 +291,18 @@ HOPEI_T512BF16 HOPEI_INLINE void pv_rows_tile(const int MR, const int NC, const 
     __m512i b[4];
 #pragma GCC unroll 2
     for (int j = 0; j < NC; ++j) {
-      const __m512i va = load32(v[n], c0 + 32 * j, d), vb = load32(v[n + 1], c0 + 32 * j, d);
+      const __m512i va = load32_row(v[n], c0 + 32 * j, d), vb = load32_row(v[n + 1], c0 + 32 * j, d);
       b[2 * j] = _mm512_permutex2var_epi16(va, lo, vb);
       b[2 * j + 1] = _mm512_permutex2var_epi16(va, hi, vb);
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m512i a = bcast_pair(p + r * p_ld + n);
 #pragma GCC unroll 4
       for (int j = 0; j < 2 * NC; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], as_bh(a), as_bh(b[j]));
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < 2 * NC; ++j) _mm512_storeu_ps(o + r * o_ld + c0 + 16 * j, acc[r][j]);
@@ -275,7 +317,10 @@ HOPEI_T512BF16 HOPEI_INLINE void pv_rows_tile(const int MR, const int NC, const 
 HOPEI_T512BF16 static void pv_rows_bf16(const uint16_t *p, int64_t p_ld, int rows, const void *const *vrows, int keys,
                                         int d, int dp, float *o, int64_t o_ld) {
   const uint16_t *const *v = (const uint16_t *const *)vrows;
-  for (int r0 = 0; r0 < rows; r0 += 4) {
+  int r0 = 0;
+  for (; rows - r0 >= 8; r0 += 8) /* 8 rows x 32 columns: V interleaved once per 8 rows */
+    for (int c0 = 0; c0 < dp; c0 += 32) pv_rows_tile(8, 1, p + r0 * p_ld, p_ld, v, keys, d, c0, o + r0 * o_ld, o_ld);
+  for (; r0 < rows; r0 += 4) {
     const int mr = rows - r0 < 4 ? rows - r0 : 4;
     const uint16_t *pp = p + r0 * p_ld;
     float *oo = o + r0 * o_ld;
@@ -306,6 +351,7 @@ static const hopei_cpu_kernels_t kAvx512Bf16 = {
     .pack_v_bf16 = pack_v_bf16,
     .qk_rows_bf16 = qk_rows_bf16,
     .pv_rows_bf16 = pv_rows_bf16,
+    .qk_qpanel_bf16 = qk_qpanel_bf16,
 };
 
 const hopei_cpu_kernels_t *hopei_cpu_kernels_avx512bf16(void) { return &kAvx512Bf16; }
