@@ -17,9 +17,9 @@
  *  - Each kv head's query rows are rotated once (hopei_cpu_rotate_row, rounded to the cache dtype as a
  *    tensor-core path would) and run through the prefill's online softmax (hopei_flash_softmax).
  *  - The matrix products take one of three paths (block_path): on a bfloat16 cache with AVX512_BF16, straight on
- *    the cache rows, a q row at a time for up to DECODE_ROW_KERNEL_ROWS rows per kv head (block_on_rows) and with
- *    the rows as a Q panel for more (block_on_qpanel, no K packing); otherwise K and V packed into the prefill's
- *    panels (block_on_panels).
+ *    the cache rows (block_on_rows), a q row at a time for up to DECODE_ROW_KERNEL_ROWS rows per kv head and with
+ *    the rows as a Q panel (no K packing) for up to DECODE_QPANEL_ROWS; otherwise K and V packed into the
+ *    prefill's panels (block_on_panels).
  * Tasks are taken from an atomic counter. With more than one split each task writes normalised partial states
  * into the caller's workspace and a second pass merges them exactly as the GPU does. A row's arithmetic depends
  * only on the call's shape and the split count, never on the threads: with num_splits forced the result is
@@ -283,17 +283,21 @@ static void block_on_panels(const decode_ctx_t *c, const hopei_flash_state_t *st
   }
 }
 
-/* One block for the group's kv heads straight on the cache rows (BF16 mode, few rows per head): per head,
- * Q.K^T one q row and 16 keys at a time, the softmax, then P.V in slices of 32 keys, a prefetch step of the next
- * block (into L2) before each kernel call. Besides, the rows of the next chunk of keys go from L2 into L1 ahead of
- * their call: before each Q.K^T call a share of the next chunk's K rows (every rows-th key), before each P.V
- * slice the next slice's V rows (measured here: 1-6 points more of the paired read bandwidth at 1x32k and 8x4k,
- * benchmarks/results/README.md). */
-static void block_on_rows(const decode_ctx_t *c, const hopei_flash_state_t *st, const char *qpack, int heads,
-                          int rows, const int64_t *last, int64_t k0, const block_rows_t *br, prefetcher_t *pf,
-                          void *fscratch) {
+/* One block for the group's kv heads straight on the cache rows (BF16 mode): per head, Q.K^T 16 keys at a time,
+ * the softmax, then P.V on the V rows in slices of 32 keys, a prefetch step of the next block (into L2) before
+ * each kernel call. Q.K^T takes the query rows
+ *  - one at a time (qpanel NULL: up to DECODE_ROW_KERNEL_ROWS rows, packed in qpack), and then the rows of the
+ *    next chunk of keys also go from L2 into L1 ahead of their call: before each Q.K^T call a share of the next
+ *    chunk's K rows (every rows-th key), before each P.V slice the next slice's V rows (measured here: 1-6 points
+ *    more of the paired read bandwidth at 1x32k and 8x4k, benchmarks/results/README.md);
+ *  - or as each head's Q panel (up to DECODE_QPANEL_ROWS rows): each key's pairs broadcast from its row against
+ *    the 16 query rows of a vector, no K packing, the same S as the panel path. */
+static void block_on_rows(const decode_ctx_t *c, const hopei_flash_state_t *st, const char *qpack,
+                          const uint16_t *qpanel, int heads, int rows, const int64_t *last, int64_t k0,
+                          const block_rows_t *br, prefetcher_t *pf, void *fscratch) {
   const int32_t d = c->p->cache.head_dim, dp = c->dp, bk = DECODE_BLOCK_KEYS;
   const int npad = (br->n + HOPEI_KEY_CHUNK - 1) / HOPEI_KEY_CHUNK * HOPEI_KEY_CHUNK;
+  const bool to_l1 = qpanel == NULL;
   const void *krows[DECODE_BLOCK_KEYS], *vrows[DECODE_BLOCK_KEYS];
   float *s;
   void *pv;
@@ -301,50 +305,26 @@ static void block_on_rows(const decode_ctx_t *c, const hopei_flash_state_t *st, 
   const uint16_t *p = (const uint16_t *)pv;
   for (int hh = 0; hh < heads; ++hh) {
     head_rows(br, (size_t)hh * c->row_bytes, krows, vrows);
-    const uint16_t *q = (const uint16_t *)qpack + (size_t)hh * rows * dp;
-    for (int j = 0; j < npad; j += HOPEI_KEY_CHUNK)
-      for (int r = 0; r < rows; ++r) {
+    if (qpanel != NULL)
+      for (int j = 0; j < npad; j += HOPEI_KEY_CHUNK) {
         prefetch_step(pf);
-        if (j + HOPEI_KEY_CHUNK < npad)
-          prefetch_rows_l1(krows + j + HOPEI_KEY_CHUNK, r, HOPEI_KEY_CHUNK, rows, c->row_bytes);
-        c->kern->qk_rows_bf16(q + (size_t)r * dp, dp, 1, krows + j, HOPEI_KEY_CHUNK, d, dp, s + (size_t)r * bk + j, bk);
+        c->kern->qk_qpanel_bf16(qpanel + (size_t)hh * 16 * dp, rows, krows + j, HOPEI_KEY_CHUNK, d, dp, s + j, bk);
       }
+    else
+      for (int j = 0; j < npad; j += HOPEI_KEY_CHUNK)
+        for (int r = 0; r < rows; ++r) {
+          const uint16_t *q = (const uint16_t *)qpack + (size_t)(hh * rows + r) * dp;
+          prefetch_step(pf);
+          if (j + HOPEI_KEY_CHUNK < npad)
+            prefetch_rows_l1(krows + j + HOPEI_KEY_CHUNK, r, HOPEI_KEY_CHUNK, rows, c->row_bytes);
+          c->kern->qk_rows_bf16(q, dp, 1, krows + j, HOPEI_KEY_CHUNK, d, dp, s + (size_t)r * bk + j, bk);
+        }
     hopei_flash_softmax(&c->flash, &st[hh], rows, last, k0, br->n, fscratch);
     for (int j = 0; j < npad; j += 2 * HOPEI_KEY_CHUNK) {
       prefetch_step(pf);
       const int m = npad - j < 2 * HOPEI_KEY_CHUNK ? npad - j : 2 * HOPEI_KEY_CHUNK;
       const int after = npad - (j + m) < m ? npad - (j + m) : m; /* keys of the next slice */
-      prefetch_rows_l1(vrows + j + m, 0, after, 1, c->row_bytes);
-      c->kern->pv_rows_bf16(p + j, bk, rows, vrows + j, m, d, dp, st[hh].o, st[hh].o_ld);
-    }
-  }
-}
-
-/* One block for the group's kv heads straight on the cache rows, the query rows of each head as a Q panel
- * (BF16 mode, DECODE_ROW_KERNEL_ROWS < rows <= DECODE_QPANEL_ROWS): per head, Q.K^T 16 keys at a time (each
- * key's pairs broadcast from its row against the 16 query rows of a vector: no K packing, the same S as the
- * panel path), the softmax, then P.V on the V rows in slices of 32 keys; a prefetch step of the next block
- * before each kernel call. */
-static void block_on_qpanel(const decode_ctx_t *c, const hopei_flash_state_t *st, const uint16_t *qpanel, int heads,
-                            int rows, const int64_t *last, int64_t k0, const block_rows_t *br, prefetcher_t *pf,
-                            void *fscratch) {
-  const int32_t d = c->p->cache.head_dim, dp = c->dp, bk = DECODE_BLOCK_KEYS;
-  const int npad = (br->n + HOPEI_KEY_CHUNK - 1) / HOPEI_KEY_CHUNK * HOPEI_KEY_CHUNK;
-  const void *krows[DECODE_BLOCK_KEYS], *vrows[DECODE_BLOCK_KEYS];
-  float *s;
-  void *pv;
-  hopei_flash_block_buffers(&c->flash, rows, fscratch, &s, &pv);
-  const uint16_t *p = (const uint16_t *)pv;
-  for (int hh = 0; hh < heads; ++hh) {
-    head_rows(br, (size_t)hh * c->row_bytes, krows, vrows);
-    for (int j = 0; j < npad; j += HOPEI_KEY_CHUNK) {
-      prefetch_step(pf);
-      c->kern->qk_qpanel_bf16(qpanel + (size_t)hh * 16 * dp, rows, krows + j, HOPEI_KEY_CHUNK, d, dp, s + j, bk);
-    }
-    hopei_flash_softmax(&c->flash, &st[hh], rows, last, k0, br->n, fscratch);
-    for (int j = 0; j < npad; j += 2 * HOPEI_KEY_CHUNK) {
-      prefetch_step(pf);
-      const int m = npad - j < 2 * HOPEI_KEY_CHUNK ? npad - j : 2 * HOPEI_KEY_CHUNK;
+      if (to_l1) prefetch_rows_l1(vrows + j + m, 0, after, 1, c->row_bytes);
       c->kern->pv_rows_bf16(p + j, bk, rows, vrows + j, m, d, dp, st[hh].o, st[hh].o_ld);
     }
   }
@@ -470,8 +450,8 @@ static void decode_task(const decode_ctx_t *c, const task_t *t, const task_t *fo
     first_rows(c, ahead, ahead == t ? k0 + cur->n : ahead->start, next);
     prefetcher_t pf;
     prefetch_begin(&pf, next, (size_t)ahead->nh * c->row_bytes, block_steps(path, nh, nr, cur->n));
-    if (path == PATH_ROWS) block_on_rows(c, st, qpack, nh, nr, last, k0, cur, &pf, fscratch);
-    else if (path == PATH_QPANEL) block_on_qpanel(c, st, qpanel, nh, nr, last, k0, cur, &pf, fscratch);
+    if (path == PATH_ROWS || path == PATH_QPANEL)
+      block_on_rows(c, st, qpack, path == PATH_QPANEL ? qpanel : NULL, nh, nr, last, k0, cur, &pf, fscratch);
     else block_on_panels(c, st, qpack, nh, nr, last, k0, cur, &pf, kp, vp, fscratch);
     block_rows_t *swap = cur;
     cur = next;
