@@ -28,22 +28,6 @@ bool have_gpu() {
   return cached == 1;
 }
 
-// Reads the SPEC §8 fields when `variant` (spare bits of an earlier byte, 0 in the older seeds) asks for them.
-void read_rotary_fields(Reader &in, uint32_t variant, int32_t head_dim, int32_t *pairing, int32_t *rotary_dim) {
-  *pairing = 0;
-  *rotary_dim = 0;
-  if (variant == 0) return;
-  const uint8_t pb = in.u8();
-  *pairing = pb < 250 ? pb & 1 : in.edge_i32();
-  const uint8_t rb = in.u8();
-  *rotary_dim = rb < 64 ? 0 : rb < 240 && head_dim >= 2 ? 2 * (1 + rb % (head_dim / 2)) : in.edge_i32();
-}
-
-bool rotary_fields_valid(int32_t pairing, int32_t rotary_dim, int32_t head_dim) {
-  return (pairing == 0 || pairing == 1) &&
-         (rotary_dim == 0 || (rotary_dim >= 2 && rotary_dim % 2 == 0 && rotary_dim <= head_dim));
-}
-
 int32_t rotary_half(const hope_rope_config_t &c) { return (c.rotary_dim != 0 ? c.rotary_dim : c.head_dim) / 2; }
 
 hope_rope_config_t read_config(Reader &in) {
@@ -73,7 +57,7 @@ hope_rope_config_t read_config(Reader &in) {
   }
   const uint8_t th = in.u8();
   c.theta = th < 100 ? 10000.0 : th < 200 ? 1e6 : in.edge_double();
-  read_rotary_fields(in, variant, c.head_dim, &c.pairing, &c.rotary_dim);
+  read_rotary_fields(in, variant != 0, c.head_dim, &c.pairing, &c.rotary_dim);
   if (variant != 0) {
     const uint8_t mb = in.u8();
     c.model_exact_freqs = mb < 250 ? mb & 1 : in.edge_i32();
@@ -354,7 +338,7 @@ void fuzz_apply(Reader &in) {
   const bool in_place = in.u8() < 64;
   const uint8_t nulls = in.u8();
   Rng rng(in.u64());
-  read_rotary_fields(in, variant, p.head_dim, &p.rope_pairing, &p.rotary_dim);
+  read_rotary_fields(in, variant != 0, p.head_dim, &p.rope_pairing, &p.rotary_dim);
 
   const bool shape_ok = (p.backend == HOPE_BACKEND_CPU) && dtype_valid(p.dtype) && p.num_tokens >= 0 &&
                         p.num_heads >= 1 && p.head_dim >= 2 && p.head_dim <= 1024 && p.head_dim % 2 == 0 &&

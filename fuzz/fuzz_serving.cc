@@ -2,11 +2,10 @@
 // hope_decode_workspace_size + hope_decode_forward, hope_merge_states (and their argument checks for the CUDA
 // backend where no GPU is present).
 // Inputs: arbitrary paged-cache shapes (zero/negative pages, page sizes, heads, odd head_dim), SPEC §8 pairing and
-// rotary_dim of kv_append (valid and not), slot mappings with
-// negative (skip) and out-of-range slots, page tables pointing outside the cache, seq_lens above
-// max_seqlen_k or the pages a sequence owns, cu_seqlens_q with more than 8 tokens per sequence or decreasing,
-// forced split counts, workspaces that are too small, lse values of -inf on one or both sides, aliasing of out
-// with o_a / o_b, NULL pointers.
+// rotary_dim of kv_append and decode (valid and not), slot mappings with negative (skip) and out-of-range slots,
+// page tables pointing outside the cache, seq_lens above max_seqlen_k or the pages a sequence owns, cu_seqlens_q
+// with more than 8 tokens per sequence or decreasing, forced split counts, workspaces that are too small, lse
+// values of -inf on one or both sides, aliasing of out with o_a / o_b, NULL pointers.
 // Checks: failures leave a message and write nothing; a successful append wrote exactly the mapped slots
 // (rotated K, V as given) and nothing else; decode and merge match a float64 recomputation within the SPEC §6
 // tolerances (no visible key / both sides -inf: out 0, lse -inf).
@@ -93,14 +92,8 @@ void fuzz_kv_append(Reader &in) {
   const int64_t ks = p.k_row_stride ? p.k_row_stride : width, vs = p.v_row_stride ? p.v_row_stride : width;
   const uint8_t rot_byte = in.u8();
   const bool rot = (rot_byte & 1) != 0;
-  if (rot_byte >> 1) {  // spare bits (0 in the older seeds): SPEC §8 pairing and rotary dimension
-    const uint8_t pb = in.u8();
-    p.rope_pairing = pb < 250 ? pb & 1 : in.edge_i32();
-    const uint8_t rb = in.u8();
-    p.rotary_dim = rb < 64 ? 0 : rb < 240 && d >= 2 ? 2 * (1 + rb % (d / 2)) : in.edge_i32();
-  }
-  const bool rotary_ok = (p.rope_pairing == 0 || p.rope_pairing == 1) &&
-                         (p.rotary_dim == 0 || (p.rotary_dim >= 2 && p.rotary_dim % 2 == 0 && p.rotary_dim <= d));
+  read_rotary_fields(in, (rot_byte >> 1) != 0, d, &p.rope_pairing, &p.rotary_dim);
+  const bool rotary_ok = rotary_fields_valid(p.rope_pairing, p.rotary_dim, d);
   const int32_t rdim = c.valid && rotary_ok ? (p.rotary_dim != 0 ? p.rotary_dim : d) : 2;
   const int64_t half = rdim / 2;
   // Pair i rotates dims (i * step, i * step + partner): rotate-half (i, i + half), interleaved (2i, 2i + 1).
@@ -209,7 +202,11 @@ void fuzz_decode(Reader &in) {
   p.causal = ca < 120 ? 0 : 1;
   const uint8_t ns = in.u8();
   p.num_splits = ns < 150 ? 0 : ns < 240 ? ns % 5 : in.edge_i32();
-  const bool rot = in.flag(), want_lse = in.flag();
+  const uint8_t rot_byte = in.u8();
+  const bool rot = (rot_byte & 1) != 0, want_lse = in.flag();
+  read_rotary_fields(in, (rot_byte >> 1) != 0, d, &p.rope_pairing, &p.rotary_dim);  // spare bits: SPEC §8 fields
+  const bool rotary_ok = c.valid && rotary_fields_valid(p.rope_pairing, p.rotary_dim, d);
+  const int32_t rdim = rotary_ok ? (p.rotary_dim != 0 ? p.rotary_dim : d) : 2;
   const uint8_t nulls = in.u8();
   if (p.batch < 0 || p.batch > 8 || p.max_pages_per_seq < 0 || p.max_pages_per_seq > 16) {
     // Shapes this harness does not allocate: only the refusal of a plainly invalid call is checked.
@@ -253,7 +250,7 @@ void fuzz_decode(Reader &in) {
   p.max_seqlen_k = mk < 200 ? max_k : mk < 230 ? max_k - 1 : in.edge_i32();
   const int64_t total_q = cu[p.batch];
   const int64_t qw = p.num_q_heads >= 1 && p.num_q_heads <= 64 && c.valid ? static_cast<int64_t>(p.num_q_heads) * d : 1;
-  const int64_t half = c.valid ? d / 2 : 1;
+  const int64_t half = rdim / 2;
   Buffer q(static_cast<size_t>(total_q * qw) * dtype_bytes(dt)), out(static_cast<size_t>(total_q * qw) * dtype_bytes(dt));
   Buffer lse(static_cast<size_t>(total_q * (qw / std::max(d, 1))) * 4 * (c.valid ? 1 : 0));
   Buffer cs(static_cast<size_t>(total_q * half) * 4), sn(static_cast<size_t>(total_q * half) * 4);
@@ -276,7 +273,8 @@ void fuzz_decode(Reader &in) {
 
   if (c.valid && p.num_q_heads > 64 && p.num_q_heads % Hk == 0) return;  // valid, but beyond this harness's buffers
   const bool heads_ok = c.valid && p.num_q_heads >= 1 && p.num_q_heads % Hk == 0;
-  const bool scal_ok = p.backend == HOPE_BACKEND_CPU && heads_ok && std::isfinite(p.softmax_scale) && p.num_splits >= 0;
+  const bool scal_ok = p.backend == HOPE_BACKEND_CPU && heads_ok && rotary_ok && std::isfinite(p.softmax_scale) &&
+                       p.num_splits >= 0;
   const bool maxes_ok = p.max_seqlen_q >= max_q && p.max_seqlen_q <= 8 && p.max_seqlen_k >= max_k;
   const bool ptrs_ok = p.cu_seqlens_q && p.seq_lens && p.q && p.out && ((p.cos_q == nullptr) == (p.sin_q == nullptr)) &&
                        (p.page_table || p.max_pages_per_seq == 0);
@@ -287,9 +285,9 @@ void fuzz_decode(Reader &in) {
     std::string desc;
     char buf[512];
     std::snprintf(buf, sizeof buf, "decode: backend %d scale %g dtype %d pages %d page_size %d Hk %d d %d batch %d Hq %d max_q %d max_k %d "
-                  "pages/seq %d causal %d splits %d rot %d lse %d nulls %d valid %d (cache %d scal %d seq %d table %d maxes %d ptrs %d);", p.backend, (double)p.softmax_scale, dt, c.kv.num_pages, c.kv.page_size, Hk, d,
+                  "pages/seq %d causal %d splits %d rot %d pairing %d rotary_dim %d lse %d nulls %d valid %d (cache %d scal %d seq %d table %d maxes %d ptrs %d);", p.backend, (double)p.softmax_scale, dt, c.kv.num_pages, c.kv.page_size, Hk, d,
                   p.batch, p.num_q_heads, p.max_seqlen_q, p.max_seqlen_k, p.max_pages_per_seq, p.causal, p.num_splits,
-                  (int)rot, (int)want_lse, (int)nulls, (int)valid, (int)c.valid, (int)scal_ok, (int)seq_ok, (int)table_ok,
+                  (int)rot, p.rope_pairing, p.rotary_dim, (int)want_lse, (int)nulls, (int)valid, (int)c.valid, (int)scal_ok, (int)seq_ok, (int)table_ok,
                   (int)maxes_ok, (int)ptrs_ok);
     desc += buf;
     for (int32_t b = 0; b < p.batch; ++b) {
@@ -343,15 +341,9 @@ void fuzz_decode(Reader &in) {
     for (int64_t i = 0; i < Nq; ++i) {
       for (int32_t h = 0; h < Hq; ++h) {
         const int64_t qa = (q0 + i) * qw + static_cast<int64_t>(h) * d;
-        for (int32_t e = 0; e < d; ++e) qr[e] = load(q.get(), dt, qa + e);
-        if (rot) {  // SPEC §4: rotated in float32, then rounded to the dtype (float16/bfloat16) before the products
-          for (int32_t e = 0; e < d / 2; ++e) {
-            const double a = qr[e], bb = qr[e + d / 2];
-            const double cc = cs.as<float>()[(q0 + i) * half + e], ss = sn.as<float>()[(q0 + i) * half + e];
-            qr[e] = round_to(dt, static_cast<float>(a * cc - bb * ss));
-            qr[e + d / 2] = round_to(dt, static_cast<float>(bb * cc + a * ss));
-          }
-        }
+        // SPEC §4 / §8: rotated in float32, then rounded to the dtype (float16/bfloat16) before the products
+        rotate_row_ref(q.get(), dt, qa, d, rot ? cs.as<float>() + (q0 + i) * half : nullptr,
+                       rot ? sn.as<float>() + (q0 + i) * half : nullptr, p.rope_pairing, rdim, true, qr.data());
         const int32_t kh = h / group;
         const int64_t visible = p.causal ? std::max<int64_t>(0, std::min<int64_t>(L, L - Nq + i + 1)) : L;
         std::vector<double> s_(static_cast<size_t>(visible));

@@ -297,6 +297,44 @@ inline void fill_cos_sin(float *cos, float *sin, int64_t n, Rng &rng) {
 }
 
 // Checked arithmetic for sizes computed in the harness.
+// ---- SPEC §8 rotary fields -------------------------------------------------------------------------------------
+
+// The pairing and rotary_dim of a call, read only when `wanted` (spare bits of an earlier byte, 0 in the older
+// seeds, which so keep their meaning): mostly valid (pairing 0/1, rotary_dim 0 or even in 2..head_dim), sometimes
+// an edge value.
+inline void read_rotary_fields(Reader &in, bool wanted, int32_t head_dim, int32_t *pairing, int32_t *rotary_dim) {
+  *pairing = 0;
+  *rotary_dim = 0;
+  if (!wanted) return;
+  const uint8_t pb = in.u8();
+  *pairing = pb < 250 ? pb & 1 : in.edge_i32();
+  const uint8_t rb = in.u8();
+  *rotary_dim = rb < 64 ? 0 : rb < 240 && head_dim >= 2 ? 2 * (1 + rb % (head_dim / 2)) : in.edge_i32();
+}
+
+inline bool rotary_fields_valid(int32_t pairing, int32_t rotary_dim, int32_t head_dim) {
+  return (pairing == 0 || pairing == 1) &&
+         (rotary_dim == 0 || (rotary_dim >= 2 && rotary_dim % 2 == 0 && rotary_dim <= head_dim));
+}
+
+// Float64 SPEC §4 / §8 rotation of one row: dst[0..d) = the d values of src (dtype) from element `at`, pair
+// i < rdim/2 rotated by cs[i], sn[i] (no rotation when cs is NULL): dims (i, i + rdim/2) for rotate-half, (2i, 2i + 1)
+// for interleaved; each result through float32 and, with `round`, the dtype (SPEC §4); dims from rdim pass through.
+inline void rotate_row_ref(const void *src, int32_t dtype, int64_t at, int32_t d, const float *cs, const float *sn,
+                           int32_t pairing, int32_t rdim, bool round, double *dst) {
+  for (int32_t e = 0; e < d; ++e) dst[e] = load(src, dtype, at + e);
+  if (cs == nullptr) return;
+  const int32_t half = rdim / 2, step = pairing == HOPE_PAIRING_INTERLEAVED ? 2 : 1;
+  const int32_t partner = pairing == HOPE_PAIRING_INTERLEAVED ? 1 : half;
+  for (int32_t i = 0; i < half; ++i) {
+    const int32_t e0 = i * step, e1 = e0 + partner;
+    const double a = dst[e0], b = dst[e1];
+    const float y0 = static_cast<float>(a * cs[i] - b * sn[i]), y1 = static_cast<float>(b * cs[i] + a * sn[i]);
+    dst[e0] = round ? round_to(dtype, y0) : static_cast<double>(y0);
+    dst[e1] = round ? round_to(dtype, y1) : static_cast<double>(y1);
+  }
+}
+
 inline bool mul_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
 inline bool add_ok(int64_t a, int64_t b, int64_t *out) { return !__builtin_add_overflow(a, b, out); }
 

@@ -118,10 +118,12 @@ write("fuzz_rope", "apply_f16_interleaved_partial", u8(2, 0, 0, 3, 1, 5, 1, 2, 7
 
 
 # ---- fuzz_attention: backend, dtype, batch, kv heads, group, head_dim, scale, causal, 3 strides, cu_q (len bytes
-#      + corrupt byte), cu_k, max_q, max_k, options (rot q, rot k, lse, k_rotated), nulls, rng seed
-def attention(dtype, batch, hk, g, hd, causal, lens_q, lens_k, opts, strides=(0, 0, 0), corrupt=0, scale=0):
+#      + corrupt byte), cu_k, max_q, max_k, options (rot q, rot k, lse, k_rotated; any of the high 4 bits: the
+#      SPEC §8 pairing and rotary_dim bytes follow), nulls, rng seed
+def attention(dtype, batch, hk, g, hd, causal, lens_q, lens_k, opts, strides=(0, 0, 0), corrupt=0, scale=0,
+              rotary=()):
     b = u8(0, 0, dtype, batch, hk, g, hd, scale, causal) + u8(*strides)
-    b += u8(*lens_q) + u8(corrupt) + u8(*lens_k) + u8(corrupt) + u8(0, 0, opts, 0) + u64(1)
+    b += u8(*lens_q) + u8(corrupt) + u8(*lens_k) + u8(corrupt) + u8(0, 0, opts) + u8(*rotary) + u8(0) + u64(1)
     return b
 
 
@@ -129,6 +131,12 @@ write("fuzz_attention", "f32_gqa_causal_rotated", attention(2, 2, 1, 3, 15, 200,
 write("fuzz_attention", "f16_strided_lse", attention(0, 1, 0, 1, 31, 0, [37], [33], 5, (160, 170, 180)))
 write("fuzz_attention", "bf16_empty_and_masked", attention(1, 3, 2, 0, 7, 200, [0, 5, 2], [3, 0, 1], 7))
 write("fuzz_attention", "cu_seqlens_corrupt", attention(2, 2, 0, 0, 3, 0, [2, 2], [2, 2], 0, corrupt=240))
+# pairing byte (< 250: its low bit), rotary_dim byte (< 64: 0 = head_dim; < 240: 2 (1 + b % (head_dim / 2)))
+write("fuzz_attention", "f32_gqa_interleaved_rotary14_of_32", attention(2, 2, 1, 3, 15, 200, [5, 3], [5, 4], 31,
+                                                                       rotary=(1, 70)))
+write("fuzz_attention", "bf16_rotate_half_rotary4_of_16_krot", attention(1, 1, 0, 1, 7, 0, [4], [6], 31,
+                                                                         rotary=(0, 65)))
+write("fuzz_attention", "rotary_dim_edge_refused", attention(2, 1, 0, 0, 3, 0, [2], [2], 19, rotary=(1, 250, 1)))
 write("fuzz_attention", "cpu_unfused_refused", attention(2, 1, 0, 0, 3, 0, [1], [1], 0)[:-9] + u8(0, 0, 0, 203) + u64(1))
 
 
@@ -143,6 +151,8 @@ write("fuzz_serving", "kv_append_interleaved_partial", u8(0, 0) + u64(3) + cache
       + u8(1, 3, 0, 0, 3, 1, 65, 0) + u8(1, 7, 200, 14))
 write("fuzz_serving", "decode_two_seqs", u8(1, 0) + u64(5) + cache_bytes(0, 6, 4, 2, 31) + u8(1, 1, 2, 0, 3, 0, 200, 0, 1, 1, 0)
       + u8(1, 9, 2, 13) + u8(0, 1, 2, 3, 4, 5) + u8(0, 0, 0))
+write("fuzz_serving", "decode_interleaved_rotary_partial", u8(1, 0) + u64(5) + cache_bytes(0, 6, 4, 2, 31)
+      + u8(1, 1, 2, 0, 3, 0, 200, 0, 3, 1) + u8(1, 70) + u8(0) + u8(1, 9, 2, 13) + u8(0, 1, 2, 3, 4, 5) + u8(0, 0, 0))
 write("fuzz_serving", "decode_forced_splits", u8(1, 0) + u64(6) + cache_bytes(2, 5, 3, 1, 7) + u8(0, 1, 2, 0, 3, 0, 0, 153, 1, 0, 0)
       + u8(1, 12) + u8(0, 1, 2, 3) + u8(0, 0, 0))
 write("fuzz_serving", "merge_f16_alias", u8(2, 0, 0, 1, 5, 0, 3, 0, 16, 1, 1, 0) + u64(11) + u8(*range(0, 250, 7)))

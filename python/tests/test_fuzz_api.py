@@ -81,6 +81,11 @@ class Plan:
         if must:
             self.refuse.append(what)
 
+    def forget(self, prefix):
+        """Drops the changes named `prefix...`: the input they were made to was replaced after all."""
+        self.hostile = [h for h in self.hostile if not h.startswith(prefix)]
+        self.refuse = [h for h in self.refuse if not h.startswith(prefix)]
+
     def run(self, fn):
         """Calls fn: returns its result, or None after a clean refusal of a hostile call. The must-refuse list
         applies to this call only."""
@@ -192,6 +197,18 @@ def writable_as_is(a, dtype, rows_ok=False):
 _RANGES = {"int32": (-2**31, 2**31), "int64": (-2**63, 2**63), "uint64": (0, 2**64)}
 
 
+def draw_rotary(plan, d):
+    """SPEC §8 pairing and rotary_dim of a call: mostly valid, sometimes a value the library must refuse (whether
+    or not the call rotates). Returns (pairing, rotary_dim) as passed and (pairing, rotary dimension) in effect:
+    the tables are [rows, r / 2], and d / 2 for a refused rotary_dim (the call is refused whatever they are)."""
+    pairing = plan.pick("pairing", [0, 0, 1, "interleaved", "rotate_half"], [2, -1, "sideways"], p=0.08, must=True)
+    rotary_dim = plan.pick("rotary_dim", [None, None, 0, d] + list(range(2, d + 1, 2)), [d + 2, 1, -2], p=0.08,
+                           must=True)
+    p_eff = 1 if pairing in (1, "interleaved") else 0
+    r = rotary_dim if isinstance(rotary_dim, int) and 0 < rotary_dim <= d and rotary_dim % 2 == 0 else d
+    return pairing, rotary_dim, p_eff, r
+
+
 def maybe_int_extreme(plan, name, good, pool=None, ctype="int32"):
     """Usually `good`; on a hostile turn an integer extreme (refused when it does not fit the C type)."""
     if not plan.turn():
@@ -218,8 +235,9 @@ def test_fuzz_rope_apply(data):
     shape = (tokens, d) if two_d else (tokens, heads, d)
     x, xv = draw_float_input(plan, rng, "x", shape, dt)
     extra = plan.draw(st.integers(0, 2))  # tables may hold more rows than the call uses
-    cos, cv = draw_table(plan, rng, "cos", tokens + extra, d // 2)
-    sin, sv = draw_table(plan, rng, "sin", tokens + extra, d // 2)
+    pairing, rotary_dim, p_eff, r = draw_rotary(plan, d)
+    cos, cv = draw_table(plan, rng, "cos", tokens + extra, r // 2)
+    sin, sv = draw_table(plan, rng, "sin", tokens + extra, r // 2)
     hint = draw_hint(plan, dt)
     out = draw_output(plan, "out", shape, np_dtype_of(x), rows_ok=True)
     in_place = out is None and plan.maybe(0.2)
@@ -231,13 +249,14 @@ def test_fuzz_rope_apply(data):
         x = x.astype(np.float64) if plan.maybe(0.5) else x.tolist()
         plan.bad("x: not a library dtype / not an array", must=True)
     backend = plan.pick("backend", [None, "cpu", "CPU", 1], ["cuda", "tpu", 7, 1.0, "CUDA"], must=True)
-    got = plan.run(lambda: ha.rope_apply(x, cos, sin, out=out, dtype=hint, backend=backend))
+    got = plan.run(lambda: ha.rope_apply(x, cos, sin, out=out, pairing=pairing, rotary_dim=rotary_dim, dtype=hint,
+                                         backend=backend))
     if got is None:
         return
     if out is not None:
         assert got is out
     x3 = xv.reshape(tokens, heads, d)
-    ref = rotate_ref(x3, cv[:tokens], sv[:tokens]).reshape(shape)
+    ref = rotate_ref(x3, cv[:tokens], sv[:tokens], pairing=p_eff, rotary_dim=r).reshape(shape)
     assert_close(values(got, kind_of(got)), ref, TOL[dt], what="rope_apply")
 
 
@@ -300,10 +319,11 @@ def test_fuzz_attention(data):
     cu_q = draw_offsets(plan, "cu_seqlens_q", lens_q, total_q)
     cu_k = draw_offsets(plan, "cu_seqlens_k", lens_k, total_k)
     rope = plan.draw(st.booleans())
+    pairing, rotary_dim, p_eff, r = draw_rotary(plan, d)
     tabs, tab_vals = {}, {}
     if rope:
         for name, rows in (("cos_q", total_q), ("sin_q", total_q), ("cos_k", total_k), ("sin_k", total_k)):
-            tabs[name], tab_vals[name] = draw_table(plan, rng, name, rows, d // 2)
+            tabs[name], tab_vals[name] = draw_table(plan, rng, name, rows, r // 2)
         if plan.turn(0.1):
             del tabs["sin_k"]
             plan.bad("cos_k without sin_k", must=True)
@@ -323,7 +343,8 @@ def test_fuzz_attention(data):
         plan.bad("max_seqlen_q below a length", must=True)
     got = plan.run(lambda: ha.attention(q, k, v, cu_q, cu_k, causal=causal, softmax_scale=scale,
                                         return_lse=return_lse, max_seqlen_q=max_q, out=out, lse=lse,
-                                        k_rotated=k_rot, dtype=hint, **tabs))
+                                        k_rotated=k_rot, pairing=pairing, rotary_dim=rotary_dim, dtype=hint,
+                                        **tabs))
     if got is None:
         return
     o, l_ = got if return_lse else (got, None)
@@ -333,7 +354,7 @@ def test_fuzz_attention(data):
     cuk = np.concatenate([[0], np.cumsum(lens_k)]).astype(np.int64)
     eff_scale = None if scale in (None, 0.0, -1.0) or float(scale) <= 0 else float(np.float32(scale))
     ref_o, ref_l = attention_ref(qv, kv, vv, cuq, cuk, causal, scale=eff_scale, round_rotated=ROUND[dt],
-                                 **{n: tab_vals[n] for n in tabs})
+                                 pairing=p_eff, rotary_dim=r, **{n: tab_vals[n] for n in tabs})
     ov = values(o, kind_of(o))
     assert np.all(np.isfinite(ov[:covered])), "attention: NaN/inf in a covered row"
     if covered:
@@ -373,11 +394,11 @@ def test_fuzz_merge_states(data):
     out = draw_output(plan, "out", (tokens, heads, d), np_dtype_of(o_a))
     lse_out = draw_output(plan, "lse_out", (heads, tokens), np.float32)
     alias = plan.pick("aliasing", ["none", "none", "out=o_a", "out=o_b", "lse_out=lse_a"], ["partial"])
-    if alias == "out=o_a":
-        out = o_a
-    elif alias == "out=o_b":
-        out = o_b
+    if alias in ("out=o_a", "out=o_b"):  # whatever out was drawn (a wrong dtype, say), it is o_a / o_b now
+        plan.forget("out: ")
+        out = o_a if alias == "out=o_a" else o_b
     elif alias == "lse_out=lse_a":
+        plan.forget("lse_out: ")
         lse_out = la
     elif alias == "partial" and tokens * heads * d > 1:
         # out one element into o_a's buffer: a partial overlap the library must refuse
@@ -448,17 +469,19 @@ def test_fuzz_kv_append(data):
         slot_obj[0] = bad
         plan.bad(f"slot {bad}", must=True)
     rope = plan.draw(st.booleans())
+    pairing, rotary_dim, p_eff, r = draw_rotary(plan, d)
     cos = sin = None
     cv = sv = None
     if rope:
-        cos, cv = draw_table(plan, rng, "cos_k", tokens, d // 2)
-        sin, sv = draw_table(plan, rng, "sin_k", tokens, d // 2)
+        cos, cv = draw_table(plan, rng, "cos_k", tokens, r // 2)
+        sin, sv = draw_table(plan, rng, "sin_k", tokens, r // 2)
     hint = draw_hint(plan, dt)
-    got = plan.run(lambda: ha.kv_append(k_pages, v_pages, k, v, slot_obj, cos, sin, dtype=hint))
+    got = plan.run(lambda: ha.kv_append(k_pages, v_pages, k, v, slot_obj, cos, sin, pairing=pairing,
+                                        rotary_dim=rotary_dim, dtype=hint))
     if got is None:
         return
     kref, vref = kpv.copy(), vpv.copy()
-    rot = rotate_ref(kv, cv[:tokens], sv[:tokens]) if rope else kv
+    rot = rotate_ref(kv, cv[:tokens], sv[:tokens], pairing=p_eff, rotary_dim=r) if rope else kv
     for t, s in enumerate(slots):
         if s >= 0:
             kref[s // ps, s % ps], vref[s // ps, s % ps] = rot[t], vv[t]
@@ -499,10 +522,11 @@ def test_fuzz_decode(data):
         if not (form == "fewer_rows" and batch == 0) and not (form == "bad_page" and sum(lens) == 0):
             plan.bad(f"page_table: {form}", must=True)
     rope = plan.draw(st.booleans())
+    pairing, rotary_dim, p_eff, r = draw_rotary(plan, d)
     tabs, tab_vals = {}, {}
     if rope:
         for name in ("cos_q", "sin_q"):
-            tabs[name], tab_vals[name] = draw_table(plan, rng, name, total_q, d // 2)
+            tabs[name], tab_vals[name] = draw_table(plan, rng, name, total_q, r // 2)
     hint = draw_hint(plan, dt)
     return_lse = plan.draw(st.booleans())
     out = draw_output(plan, "out", (total_q, hq, d), np_dtype_of(q))
@@ -510,7 +534,8 @@ def test_fuzz_decode(data):
     splits = maybe_int_extreme(plan, "num_splits", plan.draw(st.integers(0, 3)))
     causal = plan.draw(st.booleans())
     got = plan.run(lambda: ha.decode(q, k_pages, v_pages, cu, lens_arg, table_arg, causal=causal,
-                                     return_lse=return_lse, num_splits=splits, out=out, lse=lse, dtype=hint, **tabs))
+                                     return_lse=return_lse, num_splits=splits, out=out, lse=lse, pairing=pairing,
+                                     rotary_dim=rotary_dim, dtype=hint, **tabs))
     if got is None:
         return
     o, l_ = got if return_lse else (got, None)
@@ -526,7 +551,7 @@ def test_fuzz_decode(data):
     cuk = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     rnd = ROUND[dt]
     ref_o, ref_l = attention_ref(qv, kk, vk, cuq, cuk, causal, round_rotated=rnd if rope else None,
-                                 cos_q=tab_vals.get("cos_q"), sin_q=tab_vals.get("sin_q"))
+                                 cos_q=tab_vals.get("cos_q"), sin_q=tab_vals.get("sin_q"), pairing=p_eff, rotary_dim=r)
     covered = sum(nq)
     ov = values(o, kind_of(o))
     if covered:
