@@ -209,14 +209,14 @@ static inline void prefetch_rows_l1(const void *const *rows, int begin, int end,
 
 static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
 
-
 /* Kv heads of a task that may need a Q panel (16 rows each): a task with more than DECODE_ROW_KERNEL_ROWS rows per
  * head may take the Q panel path (block_path), and then has at most DECODE_MAX_ROWS / 9 heads. */
 static size_t qpanel_heads(const decode_ctx_t *c) {
   return c->hg.rows > DECODE_ROW_KERNEL_ROWS ? (size_t)c->hg.heads : 0;
 }
 
-/* Scratch of one worker: packed q rows, Q panels, K and V panels of a block, O, m, l, lse, last, the block's S and P. */
+/* Scratch of one worker: packed q rows, Q panels, K and V panels of a block, O, m, l, lse, last, the block's S
+ * and P. */
 static size_t decode_scratch_bytes(const decode_ctx_t *c) {
   const size_t rows = DECODE_MAX_ROWS;
   size_t bytes = align64(rows * c->dp * c->esz) + 2 * align64((size_t)DECODE_BLOCK_KEYS * c->dp * c->esz);

@@ -133,12 +133,17 @@ HOPEI_T512BF16 static float exp_bf16(const float *x, uint16_t *p, int n, int n_p
   return _mm512_reduce_add_ps(sum);
 }
 
-/* Up to 32 bfloat16 values of a row from column c0 (zeros past d, or for a missing row). */
-HOPEI_T512BF16 HOPEI_INLINE __m512i load32(const uint16_t *row, int c0, int d) {
-  if (row == NULL || c0 >= d) return _mm512_setzero_si512();
+/* 32 bfloat16 values of a row from column c0 (zeros past d); the row pointer is never NULL. Callers step c0 by 32
+ * below dp, so c0 < d. */
+HOPEI_T512BF16 HOPEI_INLINE __m512i load32_row(const uint16_t *row, int c0, int d) {
+  if (c0 + 32 <= d) return _mm512_loadu_si512(row + c0);
   const int valid = d - c0;
-  const __mmask32 k = valid >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << valid) - 1u);
-  return _mm512_maskz_loadu_epi16(k, row + c0);
+  return _mm512_maskz_loadu_epi16(valid > 0 ? (__mmask32)((1u << valid) - 1u) : 0, row + c0);
+}
+
+/* The same for a row that may be missing (NULL: zeros). */
+HOPEI_T512BF16 HOPEI_INLINE __m512i load32(const uint16_t *row, int c0, int d) {
+  return row == NULL ? _mm512_setzero_si512() : load32_row(row, c0, d);
 }
 
 HOPEI_T512BF16 static void pack_k_bf16(const void *const *rows, int n, int d, int dp, uint16_t *dst) {
@@ -265,13 +270,6 @@ HOPEI_T512BF16 static void qk_qpanel_bf16(const uint16_t *qp, int rows, const vo
     hopei_transpose16x16_epi32(t); /* t[r]: row r's 16 scores */
     for (int r = 0; r < rows; ++r) _mm512_storeu_si512(s + r * s_ld + i0, t[r]);
   }
-}
-
-/* 32 bfloat16 values of a cache row from column c0 (zeros past d; the row pointer is never NULL). */
-HOPEI_T512BF16 HOPEI_INLINE __m512i load32_row(const uint16_t *row, int c0, int d) {
-  if (c0 + 32 <= d) return _mm512_loadu_si512(row + c0);
-  const int valid = d - c0;
-  return _mm512_maskz_loadu_epi16(valid > 0 ? (__mmask32)((1u << valid) - 1u) : 0, row + c0);
 }
 
 /* O[MR][32 NC columns from c0] += P[MR][keys] . V: per pair of keys, their rows' columns interleaved in registers
