@@ -350,9 +350,6 @@ void fuzz_apply(Reader &in) {
   const bool strides_ok = xs_eff >= width && os_eff >= width;
   const int32_t rot = shape_ok ? (p.rotary_dim != 0 ? p.rotary_dim : p.head_dim) : 2;
   const int64_t half = rot / 2;
-  // Pair i rotates dims (i * step, i * step + partner): rotate-half (i, i + half), interleaved (2i, 2i + 1).
-  const int64_t step = p.rope_pairing == HOPE_PAIRING_INTERLEAVED ? 2 : 1;
-  const int64_t partner = p.rope_pairing == HOPE_PAIRING_INTERLEAVED ? 1 : half;
   // Exact sizes: (tokens - 1) * stride + width elements.
   const bool fits = shape_ok && strides_ok && p.num_tokens <= 64 && xs_eff <= 8192 && os_eff <= 8192;
   const int64_t x_elems = fits && p.num_tokens > 0 ? (p.num_tokens - 1) * xs_eff + width : 1;
@@ -388,17 +385,16 @@ void fuzz_apply(Reader &in) {
              (long long)p.num_tokens, p.num_heads, p.head_dim);
   const double tol = p.dtype == HOPE_DTYPE_FLOAT32 ? 1e-5 : 2 * dtype_eps(p.dtype);
   const void *x0 = x_orig.data();
+  std::vector<double> want(static_cast<size_t>(p.head_dim));
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     for (int32_t h = 0; h < p.num_heads; ++h) {
-      for (int64_t i = 0; i < half; ++i) {
-        const int64_t xi = t * xs_eff + h * p.head_dim + i * step, oi = t * os_eff + h * p.head_dim + i * step;
-        const double a = load(x0, p.dtype, xi), b = load(x0, p.dtype, xi + partner);
-        const double c = cs.as<float>()[t * half + i], sv = sn.as<float>()[t * half + i];
-        const double r0 = a * c - b * sv, r1 = b * c + a * sv;
-        const double g0 = load(result.get(), p.dtype, oi), g1 = load(result.get(), p.dtype, oi + partner);
-        FUZZ_CHECK(std::fabs(g0 - r0) <= tol * (1 + std::fabs(r0)) && std::fabs(g1 - r1) <= tol * (1 + std::fabs(r1)),
-                   "hope_rope_apply: token %lld head %d pair %lld (pairing %d, rotary_dim %d): got (%g, %g), "
-                   "expected (%g, %g)", (long long)t, h, (long long)i, p.rope_pairing, rot, g0, g1, r0, r1);
+      rotate_row_ref(x0, p.dtype, t * xs_eff + h * p.head_dim, p.head_dim, cs.as<float>() + t * half,
+                     sn.as<float>() + t * half, p.rope_pairing, rot, false, want.data());
+      for (int32_t e = 0; e < rot; ++e) {
+        const double g = load(result.get(), p.dtype, t * os_eff + h * p.head_dim + e);
+        FUZZ_CHECK(std::fabs(g - want[e]) <= tol * (1 + std::fabs(want[e])),
+                   "hope_rope_apply: token %lld head %d dim %d (pairing %d, rotary_dim %d): got %g, expected %g",
+                   (long long)t, h, e, p.rope_pairing, rot, g, want[e]);
       }
       // Dims past rotary_dim: the input's bits.
       const size_t eb = dtype_bytes(p.dtype);
